@@ -1,0 +1,142 @@
+#!/usr/bin/env node
+// Manage API keys in the D1 database through `wrangler d1 execute`; only SHA-256 hashes are stored.
+// Human-readable lines go to stderr; `create` prints the new key alone on stdout, as the last line.
+import { execFileSync } from "node:child_process";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+const SCOPES = ["job:read", "job:write", "agent:read", "agent:write", "admin"];
+const root = fileURLToPath(new URL("..", import.meta.url));
+const wrangler = fileURLToPath(new URL("../node_modules/.bin/wrangler", import.meta.url));
+const env = {
+  ...process.env,
+  WRANGLER_SEND_METRICS: "false",
+  CLOUDFLARE_CF_FETCH_ENABLED: "false",
+};
+
+const USAGE = `usage:
+  npm run apikey -- create --name <name> --scopes <scope,scope> [--expires-in-days N] [--local | --remote]
+  npm run apikey -- list [--local | --remote]
+  npm run apikey -- revoke <id or prefix> [--local | --remote]
+scopes: ${SCOPES.join(", ")}`;
+
+function fail(message) {
+  console.error(`apikey: ${message}`);
+  process.exit(2);
+}
+
+const { values, positionals } = (() => {
+  try {
+    return parseArgs({
+      allowPositionals: true,
+      options: {
+        name: { type: "string" },
+        scopes: { type: "string" },
+        "expires-in-days": { type: "string" },
+        local: { type: "boolean" },
+        remote: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (error) {
+    return fail(`${error.message}\n${USAGE}`);
+  }
+})();
+
+if (values.help || positionals.length === 0) {
+  console.error(USAGE);
+  process.exit(values.help ? 0 : 2);
+}
+if (values.local && values.remote) fail("choose one of --local and --remote");
+const where = values.remote ? "--remote" : "--local";
+
+const sql = (value) => (value === null ? "NULL" : `'${String(value).replaceAll("'", "''")}'`);
+
+function wranglerRun(args) {
+  try {
+    return execFileSync(wrangler, args, {
+      cwd: root,
+      env,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+  } catch (error) {
+    fail(`wrangler ${args.join(" ")} failed:\n${error.stdout ?? ""}${error.stderr ?? ""}`);
+  }
+}
+
+function execute(statement) {
+  if (where === "--local") wranglerRun(["d1", "migrations", "apply", "DB", "--local"]);
+  const output = wranglerRun(["d1", "execute", "DB", where, "--json", "--command", statement]);
+  const parsed = JSON.parse(output);
+  return parsed[0]?.results ?? [];
+}
+
+function create() {
+  const name = values.name?.trim();
+  if (!name) fail(`--name is required\n${USAGE}`);
+  const scopes = (values.scopes ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (scopes.length === 0) fail(`--scopes is required\n${USAGE}`);
+  const unknown = scopes.filter((s) => !SCOPES.includes(s));
+  if (unknown.length > 0) fail(`unknown scope ${unknown.join(", ")}; scopes: ${SCOPES.join(", ")}`);
+  let expiresAt = null;
+  if (values["expires-in-days"] !== undefined) {
+    const days = Number(values["expires-in-days"]);
+    if (!Number.isInteger(days) || days < 1)
+      fail("--expires-in-days must be a whole number of days, at least 1");
+    expiresAt = new Date(Date.now() + days * 86_400_000).toISOString();
+  }
+  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+  const prefix = `jobs_${Array.from(randomBytes(12), (b) => alphabet[b % alphabet.length]).join("")}`;
+  const key = `${prefix}_${randomBytes(32).toString("base64url")}`;
+  const hash = createHash("sha256").update(key).digest("hex");
+  const id = randomUUID();
+  execute(
+    `INSERT INTO api_keys (id, prefix, key_hash, name, scopes, created_at, expires_at) VALUES (${[
+      id,
+      prefix,
+      hash,
+      name,
+      [...new Set(scopes)].join(","),
+      new Date().toISOString(),
+      expiresAt,
+    ]
+      .map(sql)
+      .join(", ")})`,
+  );
+  console.error(
+    `created key ${id} (${prefix}) "${name}" with scopes ${scopes.join(",")}${expiresAt ? `, expires ${expiresAt}` : ""}`,
+  );
+  console.error("the key is shown once, below; only its hash is stored");
+  console.log(key);
+}
+
+function list() {
+  const rows = execute(
+    "SELECT id, prefix, name, scopes, created_at, expires_at, revoked_at, last_used_at FROM api_keys ORDER BY created_at",
+  );
+  if (rows.length === 0) {
+    console.error("no keys");
+    return;
+  }
+  console.table(rows);
+}
+
+function revoke(target) {
+  if (!target) fail(`revoke needs a key id or prefix\n${USAGE}`);
+  const rows = execute(
+    `UPDATE api_keys SET revoked_at = '${new Date().toISOString()}' WHERE (id = ${sql(target)} OR prefix = ${sql(target)}) AND revoked_at IS NULL RETURNING id, prefix, name`,
+  );
+  if (rows.length === 0) fail(`no active key with id or prefix ${target}`);
+  for (const row of rows) console.error(`revoked ${row.id} (${row.prefix}) "${row.name}"`);
+}
+
+const [command, ...rest] = positionals;
+if (command === "create") create();
+else if (command === "list") list();
+else if (command === "revoke") revoke(rest[0]);
+else fail(`unknown command ${command}\n${USAGE}`);

@@ -1,0 +1,30 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
+import type { VerifiedKey } from "./auth/api-key";
+import { ApiError } from "./errors";
+
+export type AppEnv = {
+  Bindings: Env;
+  Variables: { requestId: string; apiKey: VerifiedKey };
+};
+
+const TARGET_NAMES: Record<string, string> = {
+  json: "request body",
+  query: "query parameter",
+  param: "path parameter",
+  header: "header",
+};
+
+/** Every router is built here, so every validation failure answers in the error shape. */
+export function createRouter() {
+  return new OpenAPIHono<AppEnv>({
+    defaultHook: (result) => {
+      if (result.success) return;
+      const details = result.error.issues
+        .map((issue) =>
+          issue.path.length > 0 ? `${issue.path.join(".")}: ${issue.message}` : issue.message,
+        )
+        .join("; ");
+      throw new ApiError(400, `invalid ${TARGET_NAMES[result.target] ?? result.target}`, details);
+    },
+  });
+}

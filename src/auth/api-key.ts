@@ -1,0 +1,34 @@
+export const SCOPES = ["job:read", "job:write", "agent:read", "agent:write", "admin"] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export type VerifiedKey = { id: string; prefix: string; name: string; scopes: Scope[] };
+
+const KEY_PATTERN = /^(jobs_[a-z0-9]{12})_[A-Za-z0-9_-]{43}$/;
+
+/** The public part of a well-formed key (the row's lookup value), or null. */
+export function keyPrefix(key: string): string | null {
+  return KEY_PATTERN.exec(key)?.[1] ?? null;
+}
+
+export async function hashKey(key: string): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
+}
+
+export function toHex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export function fromHex(hex: string): Uint8Array {
+  const bytes = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < bytes.length; i++)
+    bytes[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  return bytes;
+}
+
+export function hasScope(key: VerifiedKey, scope: Scope): boolean {
+  return key.scopes.includes("admin") || key.scopes.includes(scope);
+}
+
+export function parseScopes(value: string): Scope[] {
+  return value.split(",").filter((s): s is Scope => (SCOPES as readonly string[]).includes(s));
+}

@@ -1,0 +1,31 @@
+export type Target =
+  | { kind: "any" }
+  | { kind: "all" }
+  | { kind: "hostname"; hostname: string }
+  | { kind: "label"; key: string; value: string };
+
+const SEGMENT = /^[A-Za-z0-9_-]+$/;
+export const HOSTNAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
+
+export function isLabelValue(value: string): boolean {
+  return value.split(".").every((segment) => SEGMENT.test(segment));
+}
+
+export function isLabelKey(key: string): boolean {
+  return SEGMENT.test(key);
+}
+
+/** Parses a target_hostname; null when it is malformed. */
+export function parseTarget(value: string): Target | null {
+  if (value === "_any") return { kind: "any" };
+  if (value === "_all") return { kind: "all" };
+  const colon = value.indexOf(":");
+  if (colon >= 0) {
+    const key = value.slice(0, colon);
+    const labelValue = value.slice(colon + 1);
+    return isLabelKey(key) && isLabelValue(labelValue)
+      ? { kind: "label", key, value: labelValue }
+      : null;
+  }
+  return HOSTNAME.test(value) ? { kind: "hostname", hostname: value } : null;
+}

@@ -1,0 +1,57 @@
+import { swaggerUI } from "@hono/swagger-ui";
+import { bodyLimit } from "hono/body-limit";
+import { requestId } from "hono/request-id";
+import { createRouter } from "./app";
+import { authenticate } from "./auth/middleware";
+import { ApiError, notFoundOrMethodNotAllowed, onError } from "./errors";
+import { health } from "./routes/health";
+import { jobs } from "./routes/jobs";
+import { registerSecuritySchemes } from "./routes/security";
+
+const MAX_BODY_BYTES = 1024 * 1024;
+
+const app = createRouter();
+
+app.use(requestId());
+app.use(authenticate);
+app.use(
+  bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: () => {
+      throw new ApiError(413, "request body too large", `the limit is ${MAX_BODY_BYTES} bytes`);
+    },
+  }),
+);
+
+registerSecuritySchemes(app);
+const routes = app.route("/", health).route("/", jobs);
+
+app.doc31("/openapi.json", {
+  openapi: "3.1.0",
+  info: {
+    title: "Job API",
+    version: "1.0.0",
+    description:
+      "Submit jobs for agents, watch them, and retry them. Every error has the shape `{error, details?, code}`. Every write takes the next store-wide `revision`.",
+  },
+  tags: [
+    { name: "jobs", description: "Submit, list, inspect, delete and retry jobs" },
+    { name: "service", description: "Health and documentation" },
+  ],
+});
+
+app.get(
+  "/docs",
+  swaggerUI({
+    url: "/openapi.json",
+    baseUrl: "/vendor",
+    title: "Job API",
+    persistAuthorization: true,
+  }),
+);
+
+app.onError(onError);
+app.notFound(notFoundOrMethodNotAllowed(app.routes));
+
+export type AppType = typeof routes;
+export default app;

@@ -1,0 +1,180 @@
+import { z } from "@hono/zod-openapi";
+import { EVENT_NAMES, JOB_STATUSES } from "../domain/status";
+import { parseTarget } from "../domain/target";
+
+export const MAX_OPERATION_BYTES = 64 * 1024;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export const JobIdParamsSchema = z.object({
+  id: z
+    .string()
+    .regex(UUID, "must be a UUID")
+    .transform((id) => id.toLowerCase())
+    .openapi({
+      param: { name: "id", in: "path" },
+      description: "The job's UUID, in any letter case",
+      example: "5b0e2a52-7a4b-4c1e-9d07-4a3b1f7c2e10",
+    }),
+});
+
+export const TargetSchema = z
+  .string()
+  .refine((value) => parseTarget(value) !== null, {
+    message:
+      "must be _any, _all, a hostname (letters, digits, '.', '_', '-'; up to 253) or a label selector key:value",
+  })
+  .openapi({
+    description:
+      "`_any` (one agent takes it), `_all` (every agent), a hostname, or a label selector `key:value`",
+    example: "_any",
+  });
+
+export const OperationSchema = z
+  .looseObject({
+    type: z.string().min(1, "must be a non-empty string").openapi({ example: "node.hostname.get" }),
+  })
+  .refine(
+    (operation) =>
+      new TextEncoder().encode(JSON.stringify(operation)).byteLength <= MAX_OPERATION_BYTES,
+    {
+      message: `must serialise to at most ${MAX_OPERATION_BYTES} bytes`,
+    },
+  )
+  .openapi("Operation", {
+    description: "What the agent runs: a `type` and any other JSON, stored verbatim",
+    example: { type: "node.hostname.get", data: {} },
+  });
+
+export const CreateJobBodySchema = z
+  .strictObject({
+    operation: OperationSchema,
+    target_hostname: TargetSchema.optional(),
+  })
+  .openapi("CreateJobRequest", {
+    example: { operation: { type: "node.hostname.get", data: {} }, target_hostname: "_any" },
+  });
+
+export const RetryJobBodySchema = z
+  .strictObject({
+    target_hostname: TargetSchema.nullable().optional(),
+  })
+  .openapi("RetryJobRequest", { example: { target_hostname: "_any" } });
+
+export const JobStatusSchema = z.enum(JOB_STATUSES).openapi("JobStatus");
+
+export const ListJobsQuerySchema = z.strictObject({
+  status: z
+    .enum([...JOB_STATUSES, "submitted"])
+    .optional()
+    .transform((status) => (status === "submitted" ? "unprocessed" : status))
+    .openapi({
+      description: "Only jobs in this status (`submitted` is an alias of `unprocessed`)",
+    }),
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(100)
+    .default(10)
+    .openapi({ description: "Page size, 1–100" }),
+  offset: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(1_000_000_000)
+    .default(0)
+    .openapi({ description: "Jobs to skip" }),
+});
+
+const Timestamp = z.string().openapi({ example: "2026-11-28T10:00:00.123Z" });
+
+export const JobAcceptedSchema = z
+  .object({
+    job_id: z.uuid(),
+    status: z.literal("unprocessed"),
+    revision: z.number().int(),
+    timestamp: Timestamp,
+  })
+  .openapi("JobAccepted");
+
+const StatusCountsSchema = z
+  .object(
+    Object.fromEntries(JOB_STATUSES.map((s) => [s, z.number().int()])) as Record<
+      (typeof JOB_STATUSES)[number],
+      z.ZodNumber
+    >,
+  )
+  .openapi("StatusCounts");
+
+export const JobSummarySchema = z
+  .object({
+    id: z.uuid(),
+    status: JobStatusSchema,
+    created: Timestamp,
+    updated_at: Timestamp,
+    operation: OperationSchema,
+    target_hostname: z.string(),
+    revision: z
+      .number()
+      .int()
+      .openapi({ description: "Revision of the last batch that changed this job" }),
+    retry_of: z.uuid().optional().openapi({ description: "The job this one was retried from" }),
+    root_job_id: z.uuid().openapi({ description: "The first job of the retry chain" }),
+    attempt: z.number().int().min(1).openapi({ description: "1 for an original, +1 per retry" }),
+    result: z
+      .unknown()
+      .optional()
+      .openapi({ description: "The result, when exactly one agent answered" }),
+    changed: z.boolean().nullable(),
+    error: z.string().optional(),
+    hostname: z.string().optional().openapi({ description: "The agent that finished it last" }),
+  })
+  .openapi("JobSummary");
+
+export const AgentResponseSchema = z
+  .object({
+    status: z.enum(["completed", "failed", "skipped"]),
+    data: z.unknown().optional(),
+    changed: z.boolean().nullable(),
+    error: z.string().optional(),
+    hostname: z.string(),
+  })
+  .openapi("AgentResponse");
+
+export const AgentStateSchema = z
+  .object({
+    status: z.enum(["acknowledged", "started", "completed", "failed", "skipped"]),
+    error: z.string().optional(),
+    duration: z.string().optional().openapi({ example: "812ms" }),
+  })
+  .openapi("AgentState");
+
+export const TimelineEntrySchema = z
+  .object({
+    timestamp: Timestamp,
+    event: z.enum(EVENT_NAMES),
+    hostname: z.string(),
+    message: z.string(),
+    error: z.string().optional(),
+  })
+  .openapi("TimelineEntry");
+
+export const JobSchema = JobSummarySchema.extend({
+  responses: z.record(z.string(), AgentResponseSchema),
+  agent_states: z.record(z.string(), AgentStateSchema),
+  timeline: z.array(TimelineEntrySchema),
+}).openapi("Job");
+
+export const JobListSchema = z
+  .object({
+    total_items: z.number().int().openapi({ description: "Jobs matching the filter" }),
+    status_counts: StatusCountsSchema,
+    items: z.array(JobSummarySchema),
+  })
+  .openapi("JobList");
+
+export type Job = z.infer<typeof JobSchema>;
+export type JobSummary = z.infer<typeof JobSummarySchema>;
+export type JobAccepted = z.infer<typeof JobAcceptedSchema>;
+export type Operation = z.infer<typeof OperationSchema>;
