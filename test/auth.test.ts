@@ -18,7 +18,7 @@ describe("API keys", () => {
   it("answers 401 invalid_token for unknown, malformed, wrong-secret, revoked and expired keys", async () => {
     const real = await createKey(["admin"]);
     const keys = [
-      "jobs_aaaaaaaaaaaa_" + "A".repeat(43),
+      `jobs_aaaaaaaaaaaa_${"A".repeat(43)}`,
       "not-a-key",
       `${real.slice(0, -1)}${real.endsWith("A") ? "B" : "A"}`,
       await createKey(["admin"], { revokedAt: new Date().toISOString() }),
