@@ -10,6 +10,11 @@ export default defineConfig(async () => {
         wrangler: { configPath: "./wrangler.toml" },
         miniflare: {
           bindings: { TEST_MIGRATIONS: migrations, KEY_CACHE_SECONDS: "0" },
+          ratelimits: {
+            READ_LIMITER: { simple: { limit: 1_000_000, period: 60 } },
+            WRITE_LIMITER: { simple: { limit: 1_000_000, period: 60 } },
+            TEST_TIGHT_LIMITER: { simple: { limit: 3, period: 60 } },
+          },
         },
       }),
     ],

@@ -1,10 +1,11 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { VerifiedKey } from "./auth/api-key";
+import type { Db } from "./db/session";
 import { ApiError } from "./errors";
 
 export type AppEnv = {
   Bindings: Env;
-  Variables: { requestId: string; apiKey: VerifiedKey };
+  Variables: { requestId: string; apiKey: VerifiedKey; db: Db };
 };
 
 const TARGET_NAMES: Record<string, string> = {

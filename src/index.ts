@@ -1,19 +1,48 @@
 import { swaggerUI } from "@hono/swagger-ui";
 import { bodyLimit } from "hono/body-limit";
+import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import { createRouter } from "./app";
 import { authenticate } from "./auth/middleware";
 import { ApiError, notFoundOrMethodNotAllowed, onError } from "./errors";
+import { rateLimit } from "./rate-limit";
 import { health } from "./routes/health";
 import { jobs } from "./routes/jobs";
 import { registerSecuritySchemes } from "./routes/security";
+import { BOOKMARK_HEADER, d1Session } from "./session";
 
 const MAX_BODY_BYTES = 1024 * 1024;
 
 const app = createRouter();
 
 app.use(requestId());
+app.use(
+  cors({
+    origin: (origin, c) => (c.env.CORS_ORIGINS.split(",").includes(origin) ? origin : null),
+    allowHeaders: [
+      "Authorization",
+      "X-API-Key",
+      "Content-Type",
+      "Idempotency-Key",
+      "If-Match",
+      "If-None-Match",
+      BOOKMARK_HEADER,
+      "X-Request-Id",
+    ],
+    exposeHeaders: [
+      "Location",
+      "ETag",
+      "Retry-After",
+      "Idempotent-Replayed",
+      BOOKMARK_HEADER,
+      "X-Request-Id",
+    ],
+    maxAge: 600,
+  }),
+);
 app.use(authenticate);
+app.use(rateLimit);
+app.use(d1Session);
 app.use(
   bodyLimit({
     maxSize: MAX_BODY_BYTES,

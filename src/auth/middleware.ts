@@ -47,7 +47,7 @@ async function verify(c: Context<AppEnv>, presented: string): Promise<VerifiedKe
     return timingSafeEqual(hash, cached.hash) ? cached.key : null;
   }
   verified.delete(prefix);
-  const row = await findApiKeyByPrefix(c.env.DB, prefix);
+  const row = await findApiKeyByPrefix(c.env.DB.withSession("first-unconstrained"), prefix);
   const storedHash = row ? fromHex(row.key_hash) : undefined;
   if (!row || !storedHash || !timingSafeEqual(hash, storedHash)) return null;
   const expiresAt = row.expires_at ? Date.parse(row.expires_at) : Number.POSITIVE_INFINITY;

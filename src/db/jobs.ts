@@ -2,6 +2,7 @@ import { type EventData, type StoredEvent, summarizeEvents } from "../domain/job
 import { type EventName, JOB_STATUSES, type JobStatus } from "../domain/status";
 import type { Job, JobAccepted, JobSummary, Operation } from "../schemas/job";
 import { bumpRevision, CURRENT_REVISION } from "./revision";
+import type { Db } from "./session";
 
 type JobRow = {
   id: string;
@@ -61,7 +62,7 @@ function accepted(row: { id: string; revision: number; created_at: string }): Jo
 export type NewJob = { id: string; operation: Operation; target: string; now: string };
 
 /** One batch: the job, its `submitted` event, the counters (by trigger) and the next revision. */
-export async function insertJob(db: D1Database, job: NewJob): Promise<JobAccepted> {
+export async function insertJob(db: Db, job: NewJob): Promise<JobAccepted> {
   const [, inserted] = await db.batch<{ id: string; revision: number; created_at: string }>([
     bumpRevision(db),
     db
@@ -91,7 +92,7 @@ export type RetryRequest = { originalId: string; newId: string; target: string; 
  * inside the same transaction, so a retry racing a delete writes everything or nothing.
  * Returns null when the original does not exist.
  */
-export async function retryJob(db: D1Database, retry: RetryRequest): Promise<JobAccepted | null> {
+export async function retryJob(db: Db, retry: RetryRequest): Promise<JobAccepted | null> {
   const [, inserted] = await db.batch<{ id: string; revision: number; created_at: string }>([
     bumpRevision(db, JOB_EXISTS, retry.originalId),
     db
@@ -129,7 +130,7 @@ export async function retryJob(db: D1Database, retry: RetryRequest): Promise<Job
 }
 
 /** One batch: the job and its events go, the counters follow; false when there was no such job. */
-export async function deleteJob(db: D1Database, id: string): Promise<boolean> {
+export async function deleteJob(db: Db, id: string): Promise<boolean> {
   const results = await db.batch([
     bumpRevision(db, JOB_EXISTS, id),
     db.prepare("DELETE FROM job_events WHERE job_id = ?1").bind(id),
@@ -139,7 +140,7 @@ export async function deleteJob(db: D1Database, id: string): Promise<boolean> {
 }
 
 /** The job with everything its events say; one round trip. */
-export async function findJob(db: D1Database, id: string): Promise<Job | null> {
+export async function findJob(db: Db, id: string): Promise<Job | null> {
   const [jobs, events] = await db.batch([
     db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?1`).bind(id),
     db
@@ -174,7 +175,7 @@ const LIST_BY_STATUS = `SELECT ${JOB_COLUMNS} FROM jobs WHERE status = ?3 ORDER 
 
 /** A page of jobs, newest first, with counts from the counters table; one round trip. */
 export async function listJobs(
-  db: D1Database,
+  db: Db,
   query: { status?: JobStatus | undefined; limit: number; offset: number },
 ): Promise<JobPage> {
   const page = query.status

@@ -28,7 +28,7 @@ export const getHealth = createRoute({
 export const health = createRouter().openapi(getHealth, async (c) => {
   let revision: number;
   try {
-    revision = await currentRevision(c.env.DB);
+    revision = await currentRevision(c.var.db);
   } catch {
     throw new ApiError(503, "database unavailable", "D1 did not answer", { "Retry-After": "5" });
   }

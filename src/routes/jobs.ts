@@ -125,7 +125,7 @@ export const retryJobRoute = createRoute({
 export const jobs = createRouter()
   .openapi(createJob, async (c) => {
     const { operation, target_hostname } = c.req.valid("json");
-    const job = await insertJob(c.env.DB, {
+    const job = await insertJob(c.var.db, {
       id: crypto.randomUUID(),
       operation,
       target: target_hostname ?? "_any",
@@ -134,22 +134,22 @@ export const jobs = createRouter()
     c.header("Location", `/job/${job.job_id}`);
     return c.json(job, 201);
   })
-  .openapi(listJobsRoute, async (c) => c.json(await listJobs(c.env.DB, c.req.valid("query")), 200))
+  .openapi(listJobsRoute, async (c) => c.json(await listJobs(c.var.db, c.req.valid("query")), 200))
   .openapi(getJob, async (c) => {
     const { id } = c.req.valid("param");
-    const job = await findJob(c.env.DB, id);
+    const job = await findJob(c.var.db, id);
     if (!job) throw notFound(id);
     return c.json(job, 200);
   })
   .openapi(deleteJobRoute, async (c) => {
     const { id } = c.req.valid("param");
-    if (!(await deleteJob(c.env.DB, id))) throw notFound(id);
+    if (!(await deleteJob(c.var.db, id))) throw notFound(id);
     return c.body(null, 204);
   })
   .openapi(retryJobRoute, async (c) => {
     const { id } = c.req.valid("param");
     const { target_hostname } = c.req.valid("json");
-    const job = await retryJob(c.env.DB, {
+    const job = await retryJob(c.var.db, {
       originalId: id,
       newId: crypto.randomUUID(),
       target: target_hostname ?? "_any",
