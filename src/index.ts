@@ -5,9 +5,11 @@ import { requestId } from "hono/request-id";
 import { createRouter } from "./app";
 import { authenticate } from "./auth/middleware";
 import { ApiError, notFoundOrMethodNotAllowed, onError } from "./errors";
+import { requestLog } from "./logging";
 import { rateLimit } from "./rate-limit";
 import { health } from "./routes/health";
 import { jobs } from "./routes/jobs";
+import { keys } from "./routes/keys";
 import { registerSecuritySchemes } from "./routes/security";
 import { BOOKMARK_HEADER, d1Session } from "./session";
 
@@ -16,6 +18,7 @@ const MAX_BODY_BYTES = 1024 * 1024;
 const app = createRouter();
 
 app.use(requestId());
+app.use(requestLog);
 app.use(
   cors({
     origin: (origin, c) => (c.env.CORS_ORIGINS.split(",").includes(origin) ? origin : null),
@@ -53,7 +56,7 @@ app.use(
 );
 
 registerSecuritySchemes(app);
-const routes = app.route("/", health).route("/", jobs);
+const routes = app.route("/", health).route("/", jobs).route("/", keys);
 
 app.doc31("/openapi.json", {
   openapi: "3.1.0",
@@ -65,6 +68,7 @@ app.doc31("/openapi.json", {
   },
   tags: [
     { name: "jobs", description: "Submit, list, inspect, delete and retry jobs" },
+    { name: "keys", description: "Create, list, revoke and rotate API keys (scope admin)" },
     { name: "service", description: "Health and documentation" },
   ],
 });

@@ -10,6 +10,22 @@ export function keyPrefix(key: string): string | null {
   return KEY_PATTERN.exec(key)?.[1] ?? null;
 }
 
+const PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
+
+function base64url(bytes: Uint8Array): string {
+  return btoa(String.fromCharCode(...bytes))
+    .replaceAll("+", "-")
+    .replaceAll("/", "_")
+    .replace(/=+$/, "");
+}
+
+/** A new key `jobs_<12 of a-z0-9>_<43 base64url>`, the format scripts/apikey.mjs writes too. */
+export function generateApiKey(): { key: string; prefix: string } {
+  const random = crypto.getRandomValues(new Uint8Array(12));
+  const prefix = `jobs_${Array.from(random, (b) => PREFIX_ALPHABET[b % PREFIX_ALPHABET.length]).join("")}`;
+  return { key: `${prefix}_${base64url(crypto.getRandomValues(new Uint8Array(32)))}`, prefix };
+}
+
 export async function hashKey(key: string): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
 }

@@ -1,4 +1,7 @@
+import { parseScopes } from "../auth/api-key";
+import type { ApiKey } from "../schemas/key";
 import type { Db } from "./session";
+
 export type ApiKeyRow = {
   id: string;
   prefix: string;
@@ -9,10 +12,46 @@ export type ApiKeyRow = {
   expires_at: string | null;
   revoked_at: string | null;
   last_used_at: string | null;
+  replaced_by: string | null;
 };
+
+type PublicRow = Omit<ApiKeyRow, "key_hash">;
+
+const PUBLIC_COLUMNS =
+  "id, prefix, name, scopes, created_at, expires_at, revoked_at, last_used_at, replaced_by";
+
+/** Accepted now: neither revoked nor past its expiry (ISO timestamps in UTC compare as text). */
+const ACCEPTED = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?5)";
+
+export function toApiKey(row: PublicRow, now: string): ApiKey {
+  const state = row.revoked_at
+    ? "revoked"
+    : row.expires_at !== null && row.expires_at <= now
+      ? "expired"
+      : "active";
+  return {
+    id: row.id,
+    prefix: row.prefix,
+    name: row.name,
+    scopes: parseScopes(row.scopes),
+    state,
+    created_at: row.created_at,
+    expires_at: row.expires_at,
+    revoked_at: row.revoked_at,
+    last_used_at: row.last_used_at,
+    replaced_by: row.replaced_by,
+  };
+}
 
 export function findApiKeyByPrefix(db: Db, prefix: string): Promise<ApiKeyRow | null> {
   return db.prepare("SELECT * FROM api_keys WHERE prefix = ?1").bind(prefix).first<ApiKeyRow>();
+}
+
+export function findApiKeyById(db: Db, id: string): Promise<PublicRow | null> {
+  return db
+    .prepare(`SELECT ${PUBLIC_COLUMNS} FROM api_keys WHERE id = ?1`)
+    .bind(id)
+    .first<PublicRow>();
 }
 
 /** Records use at most once a minute per key, so a busy key does not write on every request. */
@@ -23,4 +62,98 @@ export function touchApiKey(db: Db, id: string, now: string) {
     )
     .bind(id, now)
     .run();
+}
+
+export type NewApiKey = {
+  id: string;
+  prefix: string;
+  keyHash: string;
+  name: string;
+  scopes: string[];
+  now: string;
+  expiresAt: string | null;
+};
+
+export async function insertApiKey(db: Db, key: NewApiKey): Promise<ApiKey> {
+  const row = await db
+    .prepare(
+      `INSERT INTO api_keys (id, prefix, key_hash, name, scopes, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING ${PUBLIC_COLUMNS}`,
+    )
+    .bind(key.id, key.prefix, key.keyHash, key.name, key.scopes.join(","), key.now, key.expiresAt)
+    .first<PublicRow>();
+  if (!row) throw new Error("INSERT … RETURNING returned no row");
+  return toApiKey(row, key.now);
+}
+
+export async function listApiKeys(
+  db: Db,
+  page: { limit: number; offset: number },
+  now: string,
+): Promise<{ total_items: number; items: ApiKey[] }> {
+  const [count, rows] = await db.batch<{ n: number } | PublicRow>([
+    db.prepare("SELECT COUNT(*) AS n FROM api_keys"),
+    db
+      .prepare(
+        `SELECT ${PUBLIC_COLUMNS} FROM api_keys ORDER BY created_at DESC, rowid DESC LIMIT ?1 OFFSET ?2`,
+      )
+      .bind(page.limit, page.offset),
+  ]);
+  const total = (count?.results[0] as { n: number } | undefined)?.n ?? 0;
+  return {
+    total_items: total,
+    items: ((rows?.results ?? []) as PublicRow[]).map((row) => toApiKey(row, now)),
+  };
+}
+
+/** Revokes the key (keeping the first revocation time); false when there is no such key. */
+export async function revokeApiKey(db: Db, id: string, now: string): Promise<boolean> {
+  const row = await db
+    .prepare("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1 RETURNING id")
+    .bind(id, now)
+    .first();
+  return row !== null;
+}
+
+export type Rotation = {
+  oldId: string;
+  newId: string;
+  prefix: string;
+  keyHash: string;
+  now: string;
+  expiresAt: string | null;
+  oldExpiresAt: string;
+};
+
+/**
+ * One batch: the successor copies the old key's name and scopes only while the old key is accepted
+ * and not yet rotated; the old key then names it and expires at `oldExpiresAt` (never later than
+ * it already would). Null when nothing was written.
+ */
+export async function rotateApiKey(
+  db: Db,
+  rotation: Rotation,
+): Promise<{ created: ApiKey; old: ApiKey } | null> {
+  const r = rotation;
+  const [inserted, updated] = await db.batch<PublicRow>([
+    db
+      .prepare(
+        `INSERT INTO api_keys (id, prefix, key_hash, name, scopes, created_at, expires_at)
+         SELECT ?2, ?3, ?4, name, scopes, ?5, ?6 FROM api_keys
+         WHERE id = ?1 AND replaced_by IS NULL AND ${ACCEPTED}
+         RETURNING ${PUBLIC_COLUMNS}`,
+      )
+      .bind(r.oldId, r.newId, r.prefix, r.keyHash, r.now, r.expiresAt),
+    db
+      .prepare(
+        `UPDATE api_keys SET replaced_by = ?2,
+           expires_at = CASE WHEN expires_at IS NOT NULL AND expires_at < ?3 THEN expires_at ELSE ?3 END
+         WHERE id = ?1 AND EXISTS (SELECT 1 FROM api_keys WHERE id = ?2)
+         RETURNING ${PUBLIC_COLUMNS}`,
+      )
+      .bind(r.oldId, r.newId, r.oldExpiresAt),
+  ]);
+  const created = inserted?.results[0];
+  const old = updated?.results[0];
+  if (!created || !old) return null;
+  return { created: toApiKey(created, r.now), old: toApiKey(old, r.now) };
 }

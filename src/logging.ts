@@ -1,0 +1,84 @@
+import type { Context, MiddlewareHandler } from "hono";
+import { matchedRoutes } from "hono/route";
+import type { AppEnv } from "./app";
+import { keyPrefix } from "./auth/api-key";
+
+/** One line per request, as queried in Workers Logs and `wrangler tail`. Never a secret. */
+export type RequestLog = {
+  level: "info" | "warn" | "error";
+  request_id: string;
+  method: string;
+  route: string | null;
+  path: string;
+  status: number;
+  duration_ms: number;
+  key_id?: string;
+  key_prefix?: string;
+  job_id?: string;
+  new_job_id?: string;
+  revision?: number;
+  error?: string;
+};
+
+const JOB_PATH = /\/job\/([0-9a-fA-F-]{36})(?:\/|$)/;
+const JOB_LOCATION = /^\/job\/([0-9a-f-]{36})$/;
+
+function routePattern(c: Context<AppEnv>): string | null {
+  const route = matchedRoutes(c)
+    .filter((r) => r.method !== "ALL")
+    .at(-1);
+  return route ? route.path.replace(/:(\w+)/g, "{$1}") : null;
+}
+
+function presentedPrefix(c: Context<AppEnv>): string | undefined {
+  const header = c.req.header("Authorization") ?? c.req.header("X-API-Key") ?? "";
+  const token = header.replace(/^Bearer\s+/i, "").trim();
+  return keyPrefix(token) ?? undefined;
+}
+
+async function writeOutcome(c: Context<AppEnv>): Promise<{ job_id?: string; revision?: number }> {
+  if (c.req.method === "GET" || c.res.status >= 300) return {};
+  if (!c.res.headers.get("Content-Type")?.startsWith("application/json")) return {};
+  try {
+    const body: unknown = await c.res.clone().json();
+    if (typeof body !== "object" || body === null) return {};
+    const { job_id, revision } = body as Record<string, unknown>;
+    return {
+      ...(typeof job_id === "string" ? { job_id } : {}),
+      ...(typeof revision === "number" ? { revision } : {}),
+    };
+  } catch {
+    return {};
+  }
+}
+
+export const requestLog: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const started = Date.now();
+  await next();
+  const key = c.get("apiKey");
+  const status = c.res.status;
+  const line: RequestLog = {
+    level: status >= 500 ? "error" : status >= 400 ? "warn" : "info",
+    request_id: c.get("requestId"),
+    method: c.req.method,
+    route: routePattern(c),
+    path: c.req.path,
+    status,
+    duration_ms: Date.now() - started,
+  };
+  const prefix = key?.prefix ?? presentedPrefix(c);
+  if (key) line.key_id = key.id;
+  if (prefix) line.key_prefix = prefix;
+  const pathJob = JOB_PATH.exec(c.req.path)?.[1]?.toLowerCase();
+  const outcome = await writeOutcome(c);
+  const located = JOB_LOCATION.exec(c.res.headers.get("Location") ?? "")?.[1];
+  if (pathJob) line.job_id = pathJob;
+  const newJob = located ?? outcome.job_id;
+  if (newJob && newJob !== pathJob) {
+    if (pathJob) line.new_job_id = newJob;
+    else line.job_id = newJob;
+  }
+  if (outcome.revision !== undefined) line.revision = outcome.revision;
+  if (status >= 500 && c.error) line.error = c.error.message;
+  console.log(JSON.stringify(line));
+};

@@ -1,0 +1,116 @@
+import { z } from "@hono/zod-openapi";
+import { SCOPES } from "../auth/api-key";
+import { JobIdParamsSchema, ListJobsQuerySchema } from "./job";
+
+const MAX_GRACE_SECONDS = 30 * 86_400;
+export const DEFAULT_GRACE_SECONDS = 3600;
+
+const Timestamp = z.string().openapi({ example: "2026-11-28T10:00:00.123Z" });
+
+export const KeyIdParamsSchema = z.object({
+  id: JobIdParamsSchema.shape.id.openapi({
+    description: "The key's id (a UUID, in any letter case), as listed by `GET /keys`",
+    example: "0c3e9d1a-6f2b-4b8e-9a41-2d7c5e8f1b30",
+  }),
+});
+
+export const ScopeSchema = z.enum(SCOPES).openapi("Scope", {
+  description:
+    "`job:read` (list, get), `job:write` (create, delete, retry), `agent:read`, `agent:write`, `admin` (key management; implies every scope)",
+});
+
+const ScopesSchema = z
+  .array(ScopeSchema)
+  .min(1, "must name at least one scope")
+  .transform((scopes) => [...new Set(scopes)]);
+
+const ExpiresInDaysSchema = z
+  .number()
+  .int()
+  .min(1)
+  .max(3650)
+  .optional()
+  .openapi({ description: "Days until the key expires; without it the key never expires" });
+
+export const CreateKeyBodySchema = z
+  .strictObject({
+    name: z
+      .string()
+      .trim()
+      .min(1, "must not be empty")
+      .max(100)
+      .openapi({ description: "Who or what uses the key" }),
+    scopes: ScopesSchema,
+    expires_in_days: ExpiresInDaysSchema,
+  })
+  .openapi("CreateKeyRequest", {
+    example: { name: "ci", scopes: ["job:read", "job:write"], expires_in_days: 30 },
+  });
+
+export const RotateKeyBodySchema = z
+  .strictObject({
+    grace_period_seconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_GRACE_SECONDS)
+      .optional()
+      .openapi({
+        description: `How long the old key keeps working, 0 to ${MAX_GRACE_SECONDS} (30 days); default ${DEFAULT_GRACE_SECONDS}. It never outlives its own expiry.`,
+      }),
+    expires_in_days: ExpiresInDaysSchema,
+  })
+  .openapi("RotateKeyRequest", { example: { grace_period_seconds: 3600 } });
+
+export const ListKeysQuerySchema = z.strictObject({
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(100)
+    .default(100)
+    .openapi({ description: "Page size, 1–100" }),
+  offset: ListJobsQuerySchema.shape.offset.openapi({ description: "Keys to skip" }),
+});
+
+export const KEY_STATES = ["active", "expired", "revoked"] as const;
+
+export const ApiKeySchema = z
+  .object({
+    id: z.uuid(),
+    prefix: z.string().openapi({
+      description: "The public start of the key, safe to show and log",
+      example: "jobs_k3v9x0m2p7qa",
+    }),
+    name: z.string(),
+    scopes: z.array(ScopeSchema),
+    state: z.enum(KEY_STATES).openapi({ description: "Whether the key is accepted now" }),
+    created_at: Timestamp,
+    expires_at: Timestamp.nullable(),
+    revoked_at: Timestamp.nullable(),
+    last_used_at: Timestamp.nullable().openapi({
+      description: "Last accepted use, recorded at most once a minute per key",
+    }),
+    replaced_by: z
+      .uuid()
+      .nullable()
+      .openapi({ description: "The key this one was rotated to, if it was" }),
+  })
+  .openapi("ApiKey");
+
+export const CreatedKeySchema = ApiKeySchema.extend({
+  key: z.string().openapi({
+    description: "The secret. Shown in this response only; the service stores its SHA-256 hash.",
+    example: "jobs_k3v9x0m2p7qa_ZXhhbXBsZSBvbmx5OiBub3QgYSByZWFsIGtleS4uLi4",
+  }),
+}).openapi("CreatedKey");
+
+export const KeyListSchema = z
+  .object({
+    total_items: z.number().int().openapi({ description: "All keys, revoked and expired too" }),
+    items: z.array(ApiKeySchema),
+  })
+  .openapi("KeyList");
+
+export type ApiKey = z.infer<typeof ApiKeySchema>;
+export type CreatedKey = z.infer<typeof CreatedKeySchema>;
