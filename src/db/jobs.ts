@@ -1,7 +1,14 @@
 import { type EventData, type StoredEvent, summarizeEvents } from "../domain/job-view";
 import { type EventName, JOB_STATUSES, type JobStatus } from "../domain/status";
 import type { Job, JobAccepted, JobSummary, Operation } from "../schemas/job";
-import { bumpRevision, CURRENT_REVISION } from "./revision";
+import {
+  findStoredResponse,
+  type IdempotencyUse,
+  idempotencyUnused,
+  type StoredResponse,
+  storeResponse,
+} from "./idempotency";
+import { beginWrite, type Condition, CURRENT_REVISION, SEQ_MARK } from "./revision";
 import type { Db } from "./session";
 
 type JobRow = {
@@ -21,8 +28,6 @@ type EventRow = { event: EventName; hostname: string; created_at: string; data: 
 
 const JOB_COLUMNS =
   "id, operation, target_hostname, status, created_at, updated_at, revision, retry_of, root_job_id, attempt";
-
-const JOB_EXISTS = "EXISTS (SELECT 1 FROM jobs WHERE id = ?1)";
 
 export function toJobSummary(row: JobRow): JobSummary {
   const job: JobSummary = {
@@ -50,57 +55,121 @@ function toStoredEvent(row: EventRow): StoredEvent {
   };
 }
 
-function accepted(row: { id: string; revision: number; created_at: string }): JobAccepted {
-  return {
-    job_id: row.id,
-    status: "unprocessed",
-    revision: row.revision,
-    timestamp: row.created_at,
-  };
+const ACCEPTED_BODY =
+  "json_object('job_id', id, 'status', 'unprocessed', 'revision', revision, 'timestamp', created_at)";
+
+/** What a guarded write did: applied, answered from an Idempotency-Key, or refused by its guard. */
+export type WriteResult<T> =
+  | { kind: "written"; value: T }
+  | { kind: "replayed"; stored: StoredResponse }
+  | { kind: "refused" };
+
+function outcome<T>(
+  value: T | undefined,
+  stored: StoredResponse | undefined | null,
+): WriteResult<T> {
+  if (value !== undefined) return { kind: "written", value };
+  if (stored) return { kind: "replayed", stored };
+  return { kind: "refused" };
 }
 
-export type NewJob = { id: string; operation: Operation; target: string; now: string };
+function parseBody<T>(row: { body: string } | undefined): T | undefined {
+  return row ? (JSON.parse(row.body) as T) : undefined;
+}
+
+/** The job exists and, when `revisions` is given (If-Match), is at one of them. */
+export function jobMatches(id: string, revisions?: number[]): Condition {
+  return revisions === undefined
+    ? { sql: "EXISTS (SELECT 1 FROM jobs WHERE id = ?)", params: [id] }
+    : {
+        sql: "EXISTS (SELECT 1 FROM jobs WHERE id = ? AND revision IN (SELECT value FROM json_each(?)))",
+        params: [id, JSON.stringify(revisions)],
+      };
+}
+
+function idempotencyStatements(
+  db: Db,
+  idem: IdempotencyUse | undefined,
+  status: number,
+  bodyQuery: string,
+  ...params: unknown[]
+) {
+  return idem
+    ? [storeResponse(db, idem, status, bodyQuery, ...params), findStoredResponse(db, idem)]
+    : [];
+}
+
+export type NewJob = {
+  id: string;
+  operation: Operation;
+  target: string;
+  now: string;
+  idempotency?: IdempotencyUse;
+};
 
 /** One batch: the job, its `submitted` event, the counters (by trigger) and the next revision. */
-export async function insertJob(db: Db, job: NewJob): Promise<JobAccepted> {
-  const [, inserted] = await db.batch<{ id: string; revision: number; created_at: string }>([
-    bumpRevision(db),
+export async function insertJob(db: Db, job: NewJob): Promise<WriteResult<JobAccepted>> {
+  const write = beginWrite(db, ...(job.idempotency ? [idempotencyUnused(job.idempotency)] : []));
+  const results = await db.batch([
+    write.begin,
     db
       .prepare(
         `INSERT INTO jobs (id, operation, target_hostname, created_at, updated_at, created_revision, revision, root_job_id, attempt)
-         VALUES (?1, ?2, ?3, ?4, ?4, ${CURRENT_REVISION}, ${CURRENT_REVISION}, ?1, 1)
-         RETURNING id, revision, created_at`,
+         SELECT ?1, ?2, ?3, ?4, ?4, ${CURRENT_REVISION}, ${CURRENT_REVISION}, ?1, 1 WHERE ${write.applies}
+         RETURNING ${ACCEPTED_BODY} AS body`,
       )
       .bind(job.id, JSON.stringify(job.operation), job.target, job.now),
     db
       .prepare(
         `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
-         VALUES (?1, 'submitted', '_api', ?2, ${CURRENT_REVISION}, json_object('target_hostname', ?3, 'operation_type', ?4))`,
+         SELECT id, 'submitted', '_api', created_at, revision,
+                json_object('target_hostname', target_hostname, 'operation_type', json_extract(operation, '$.type'))
+         FROM jobs WHERE id = ?1`,
       )
-      .bind(job.id, job.now, job.target, job.operation.type),
+      .bind(job.id),
+    ...idempotencyStatements(
+      db,
+      job.idempotency,
+      201,
+      `SELECT ${ACCEPTED_BODY} AS body FROM jobs WHERE id = ?`,
+      job.id,
+    ),
   ]);
-  const row = inserted?.results[0];
-  if (!row) throw new Error("insertJob: the insert returned no row");
-  return accepted(row);
+  return outcome(
+    parseBody<JobAccepted>(results[1]?.results[0] as { body: string } | undefined),
+    job.idempotency ? (results[4]?.results[0] as StoredResponse | undefined) : undefined,
+  );
 }
 
-export type RetryRequest = { originalId: string; newId: string; target: string; now: string };
+export type RetryRequest = {
+  originalId: string;
+  newId: string;
+  target: string;
+  now: string;
+  ifMatch?: number[];
+  idempotency?: IdempotencyUse;
+};
 
 /**
- * One batch: the new job copied from the original in SQL, its `submitted` event, the `retried`
- * event and revision on the original. Every statement is conditioned on the original existing
- * inside the same transaction, so a retry racing a delete writes everything or nothing.
- * Returns null when the original does not exist.
+ * One batch: the new job copied from the original in SQL, its `submitted` event, and the
+ * `retried` event and revision on the original. The guard (the original exists, at the If-Match
+ * revision, with an unused Idempotency-Key) is evaluated once inside the transaction, so a retry
+ * racing a delete writes everything or nothing.
  */
-export async function retryJob(db: Db, retry: RetryRequest): Promise<JobAccepted | null> {
-  const [, inserted] = await db.batch<{ id: string; revision: number; created_at: string }>([
-    bumpRevision(db, JOB_EXISTS, retry.originalId),
+export async function retryJob(db: Db, retry: RetryRequest): Promise<WriteResult<JobAccepted>> {
+  const write = beginWrite(
+    db,
+    jobMatches(retry.originalId, retry.ifMatch),
+    ...(retry.idempotency ? [idempotencyUnused(retry.idempotency)] : []),
+  );
+  const results = await db.batch([
+    write.begin,
     db
       .prepare(
         `INSERT INTO jobs (id, operation, target_hostname, created_at, updated_at, created_revision, revision, retry_of, root_job_id, attempt)
          SELECT ?2, operation, ?3, ?4, ?4, ${CURRENT_REVISION}, ${CURRENT_REVISION}, id, root_job_id, attempt + 1
-         FROM jobs WHERE id = ?1
-         RETURNING id, revision, created_at`,
+         FROM jobs WHERE id = ?1 AND ${write.applies}
+         RETURNING ${ACCEPTED_BODY} AS body`,
       )
       .bind(retry.originalId, retry.newId, retry.target, retry.now),
     db
@@ -114,29 +183,192 @@ export async function retryJob(db: Db, retry: RetryRequest): Promise<JobAccepted
     db
       .prepare(
         `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
-         SELECT ?1, 'retried', '_api', created_at, revision, json_object('new_job_id', id, 'target_hostname', target_hostname)
-         FROM jobs WHERE id = ?2`,
+         SELECT retry_of, 'retried', '_api', created_at, revision, json_object('new_job_id', id, 'target_hostname', target_hostname)
+         FROM jobs WHERE id = ?1`,
       )
-      .bind(retry.originalId, retry.newId),
+      .bind(retry.newId),
     db
       .prepare(
-        `UPDATE jobs SET revision = ${CURRENT_REVISION}, updated_at = ?2
-         WHERE id = ?1 AND EXISTS (SELECT 1 FROM jobs WHERE id = ?3)`,
+        `UPDATE jobs SET revision = ${CURRENT_REVISION}, updated_at = ?2 WHERE id = ?1 AND ${write.applies}`,
       )
-      .bind(retry.originalId, retry.now, retry.newId),
+      .bind(retry.originalId, retry.now),
+    ...idempotencyStatements(
+      db,
+      retry.idempotency,
+      201,
+      `SELECT ${ACCEPTED_BODY} AS body FROM jobs WHERE id = ?`,
+      retry.newId,
+    ),
   ]);
-  const row = inserted?.results[0];
-  return row ? accepted(row) : null;
+  return outcome(
+    parseBody<JobAccepted>(results[1]?.results[0] as { body: string } | undefined),
+    retry.idempotency ? (results[6]?.results[0] as StoredResponse | undefined) : undefined,
+  );
 }
 
-/** One batch: the job and its events go, the counters follow; false when there was no such job. */
-export async function deleteJob(db: Db, id: string): Promise<boolean> {
+export type BulkRetrySource = { ids: string[] } | { status: JobStatus; limit: number };
+
+export type BulkRetryRequest = {
+  source: BulkRetrySource;
+  target: string;
+  now: string;
+  idempotency?: IdempotencyUse;
+};
+
+export type BulkRetryResult = {
+  source_job_id: string;
+  job_id: string | null;
+  outcome: "retried" | "would_retry" | "not_found";
+  error: string | null;
+};
+
+export type BulkRetryBody = {
+  revision: number | null;
+  dry_run: boolean;
+  results: BulkRetryResult[];
+};
+
+const NEW_UUID = `lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-'
+  || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))`;
+
+function bulkResultsSql(source: BulkRetrySource, applies: string): string {
+  const item = (sourceId: string, jobId: string, found: string, outcome: string) =>
+    `json_object('source_job_id', ${sourceId}, 'job_id', ${jobId}, 'outcome', CASE WHEN ${found} THEN ${outcome} ELSE 'not_found' END, 'error', CASE WHEN ${found} THEN NULL ELSE 'job not found' END)`;
+  return "ids" in source
+    ? `(SELECT json_group_array(${item("want.value", "n.id", "n.id IS NOT NULL", "'retried'")})
+         FROM json_each(?) AS want LEFT JOIN jobs n ON n.retry_of = want.value AND n.seq > ${SEQ_MARK} AND ${applies})`
+    : `(SELECT json_group_array(${item("n.retry_of", "n.id", "1", "'retried'")})
+         FROM jobs n WHERE n.seq > ${SEQ_MARK} AND ${applies})`;
+}
+
+function bulkBodySql(source: BulkRetrySource, applies: string): string {
+  return `SELECT json_object('revision', CASE WHEN ${applies} THEN ${CURRENT_REVISION} END, 'dry_run', json('false'),
+    'results', json(${bulkResultsSql(source, applies)})) AS body`;
+}
+
+function bulkParams(source: BulkRetrySource): unknown[] {
+  return "ids" in source ? [JSON.stringify(source.ids)] : [];
+}
+
+/**
+ * Retries many jobs in one batch and one revision. The originals are chosen in SQL (by id, or
+ * the oldest jobs in a status), the new ids are made in SQL, and the batch finds the jobs it
+ * created by their seq being above the mark its first statement recorded.
+ */
+export async function retryJobs(
+  db: Db,
+  request: BulkRetryRequest,
+): Promise<WriteResult<BulkRetryBody>> {
+  const { source } = request;
+  const exists: Condition =
+    "ids" in source
+      ? {
+          sql: "EXISTS (SELECT 1 FROM jobs WHERE id IN (SELECT value FROM json_each(?)))",
+          params: bulkParams(source),
+        }
+      : { sql: "EXISTS (SELECT 1 FROM jobs WHERE status = ?)", params: [source.status] };
+  const write = beginWrite(
+    db,
+    exists,
+    ...(request.idempotency ? [idempotencyUnused(request.idempotency)] : []),
+  );
+  const columns =
+    "id, operation, target_hostname, created_at, updated_at, created_revision, revision, retry_of, root_job_id, attempt";
+  const copy = `SELECT ${NEW_UUID}, o.operation, ?2, ?3, ?3, ${CURRENT_REVISION}, ${CURRENT_REVISION}, o.id, o.root_job_id, o.attempt + 1`;
+  const insert =
+    "ids" in source
+      ? db
+          .prepare(
+            `INSERT INTO jobs (${columns}) ${copy}
+             FROM json_each(?1) AS want JOIN jobs o ON o.id = want.value WHERE ${write.applies} ORDER BY want.key`,
+          )
+          .bind(JSON.stringify(source.ids), request.target, request.now)
+      : db
+          .prepare(
+            `INSERT INTO jobs (${columns}) ${copy}
+             FROM jobs o WHERE o.status = ?1 AND ${write.applies} ORDER BY o.seq LIMIT ?4`,
+          )
+          .bind(source.status, request.target, request.now, source.limit);
+  const created = `FROM jobs WHERE seq > ${SEQ_MARK} AND ${write.applies}`;
+  const body = bulkBodySql(source, write.applies);
   const results = await db.batch([
-    bumpRevision(db, JOB_EXISTS, id),
-    db.prepare("DELETE FROM job_events WHERE job_id = ?1").bind(id),
-    db.prepare("DELETE FROM jobs WHERE id = ?1").bind(id),
+    write.begin,
+    insert,
+    db.prepare(
+      `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
+       SELECT id, 'submitted', '_api', created_at, revision,
+              json_object('target_hostname', target_hostname, 'operation_type', json_extract(operation, '$.type'))
+       ${created} ORDER BY seq`,
+    ),
+    db.prepare(
+      `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
+       SELECT retry_of, 'retried', '_api', created_at, revision, json_object('new_job_id', id, 'target_hostname', target_hostname)
+       ${created} ORDER BY seq`,
+    ),
+    db
+      .prepare(
+        `UPDATE jobs SET revision = ${CURRENT_REVISION}, updated_at = ?1
+         WHERE id IN (SELECT retry_of ${created}) AND ${write.applies}`,
+      )
+      .bind(request.now),
+    db.prepare(body).bind(...bulkParams(source)),
+    ...idempotencyStatements(db, request.idempotency, 200, body, ...bulkParams(source)),
   ]);
-  return (results[2]?.meta.changes ?? 0) > 0;
+  const applied = (results[0]?.meta.changes ?? 0) > 0;
+  const stored = request.idempotency
+    ? (results[7]?.results[0] as StoredResponse | undefined)
+    : undefined;
+  if (!applied && stored) return { kind: "replayed", stored };
+  return {
+    kind: "written",
+    value: parseBody<BulkRetryBody>(results[5]?.results[0] as { body: string }) as BulkRetryBody,
+  };
+}
+
+/** What a bulk retry would do, writing nothing. */
+export async function previewRetryJobs(db: Db, source: BulkRetrySource): Promise<BulkRetryBody> {
+  const item = `json_object('source_job_id', want.value, 'job_id', NULL,
+      'outcome', CASE WHEN o.id IS NULL THEN 'not_found' ELSE 'would_retry' END,
+      'error', CASE WHEN o.id IS NULL THEN 'job not found' END)`;
+  const statement =
+    "ids" in source
+      ? db
+          .prepare(
+            `SELECT json_group_array(${item}) AS results FROM json_each(?1) AS want LEFT JOIN jobs o ON o.id = want.value`,
+          )
+          .bind(JSON.stringify(source.ids))
+      : db
+          .prepare(
+            `SELECT json_group_array(json_object('source_job_id', id, 'job_id', NULL, 'outcome', 'would_retry', 'error', NULL)) AS results
+             FROM (SELECT id FROM jobs WHERE status = ?1 ORDER BY seq LIMIT ?2)`,
+          )
+          .bind(source.status, source.limit);
+  const row = await statement.first<{ results: string }>();
+  return {
+    revision: null,
+    dry_run: true,
+    results: JSON.parse(row?.results ?? "[]") as BulkRetryResult[],
+  };
+}
+
+/** The job's current revision, or null when there is no such job: tells 404 from 412. */
+export async function findJobRevision(db: Db, id: string): Promise<number | null> {
+  const row = await db
+    .prepare("SELECT revision FROM jobs WHERE id = ?1")
+    .bind(id)
+    .first<{ revision: number }>();
+  return row?.revision ?? null;
+}
+
+/** One batch: the job and its events go, the counters follow; false when the guard refused it. */
+export async function deleteJob(db: Db, id: string, ifMatch?: number[]): Promise<boolean> {
+  const write = beginWrite(db, jobMatches(id, ifMatch));
+  const results = await db.batch([
+    write.begin,
+    db.prepare(`DELETE FROM job_events WHERE job_id = ?1 AND ${write.applies}`).bind(id),
+    db.prepare(`DELETE FROM jobs WHERE id = ?1 AND ${write.applies}`).bind(id),
+  ]);
+  return (results[0]?.meta.changes ?? 0) > 0;
 }
 
 /** The job with everything its events say; one round trip. */
@@ -160,6 +392,7 @@ export async function findJob(db: Db, id: string): Promise<Job | null> {
     responses: summary.responses,
     agent_states: summary.agent_states,
     timeline: summary.timeline,
+    retried_as: summary.retried_as,
   };
   if ("result" in summary) job.result = summary.result;
   if (summary.error !== undefined) job.error = summary.error;
@@ -170,27 +403,60 @@ export async function findJob(db: Db, id: string): Promise<Job | null> {
 export type StatusCounts = Record<JobStatus, number>;
 export type JobPage = { total_items: number; status_counts: StatusCounts; items: JobSummary[] };
 
-const LIST_ALL = `SELECT ${JOB_COLUMNS} FROM jobs ORDER BY seq DESC LIMIT ?1 OFFSET ?2`;
-const LIST_BY_STATUS = `SELECT ${JOB_COLUMNS} FROM jobs WHERE status = ?3 ORDER BY seq DESC LIMIT ?1 OFFSET ?2`;
+export type ListQuery = {
+  status?: JobStatus | undefined;
+  retry_of?: string | undefined;
+  root_job_id?: string | undefined;
+  limit: number;
+  offset: number;
+};
 
-/** A page of jobs, newest first, with counts from the counters table; one round trip. */
-export async function listJobs(
-  db: Db,
-  query: { status?: JobStatus | undefined; limit: number; offset: number },
-): Promise<JobPage> {
-  const page = query.status
-    ? db.prepare(LIST_BY_STATUS).bind(query.limit, query.offset, query.status)
-    : db.prepare(LIST_ALL).bind(query.limit, query.offset);
-  const [counts, jobs] = await db.batch([db.prepare("SELECT status, n FROM job_counts"), page]);
+/**
+ * A page of jobs, newest first; one round trip. Counts come from the counters table, except
+ * within a retry chain, which is counted through its own index (its size, not the table's).
+ */
+export async function listJobs(db: Db, query: ListQuery): Promise<JobPage> {
+  const params: unknown[] = [query.limit, query.offset];
+  const where: string[] = [];
+  let index = query.status ? "INDEXED BY jobs_status_seq" : "";
+  if (query.root_job_id !== undefined) {
+    params.push(query.root_job_id);
+    where.push(`root_job_id = ?${params.length}`);
+    index = "INDEXED BY jobs_root_seq";
+  }
+  if (query.retry_of !== undefined) {
+    params.push(query.retry_of);
+    where.push(`retry_of = ?${params.length}`);
+    index = "INDEXED BY jobs_retry_of_seq";
+  }
+  if (query.status) {
+    params.push(query.status);
+    where.push(`status = ?${params.length}`);
+  }
+  const clause = where.length > 0 ? `WHERE ${where.join(" AND ")}` : "";
+  const lineage = query.retry_of !== undefined || query.root_job_id !== undefined;
+  const results = await db.batch([
+    db.prepare("SELECT status, n FROM job_counts"),
+    db
+      .prepare(
+        `SELECT ${JOB_COLUMNS} FROM jobs ${index} ${clause} ORDER BY seq DESC LIMIT ?1 OFFSET ?2`,
+      )
+      .bind(...params),
+    ...(lineage
+      ? [db.prepare(`SELECT COUNT(*) AS n FROM jobs ${index} ${clause}`).bind(...params)]
+      : []),
+  ]);
   const status_counts = Object.fromEntries(JOB_STATUSES.map((s) => [s, 0])) as StatusCounts;
-  for (const row of (counts?.results ?? []) as { status: JobStatus; n: number }[])
+  for (const row of (results[0]?.results ?? []) as { status: JobStatus; n: number }[])
     status_counts[row.status] = row.n;
-  const total_items = query.status
-    ? status_counts[query.status]
-    : Object.values(status_counts).reduce((sum, n) => sum + n, 0);
+  const total_items = lineage
+    ? ((results[2]?.results[0] as { n: number } | undefined)?.n ?? 0)
+    : query.status
+      ? status_counts[query.status]
+      : Object.values(status_counts).reduce((sum, n) => sum + n, 0);
   return {
     total_items,
     status_counts,
-    items: ((jobs?.results ?? []) as JobRow[]).map(toJobSummary),
+    items: ((results[1]?.results ?? []) as JobRow[]).map(toJobSummary),
   };
 }

@@ -44,6 +44,7 @@ export type EventSummary = {
   responses: Record<string, AgentResponse>;
   agent_states: Record<string, AgentState>;
   timeline: TimelineEntry[];
+  retried_as: string[];
 };
 
 const FINAL_EVENTS: ReadonlySet<EventName> = new Set(["completed", "failed", "skipped"]);
@@ -158,6 +159,10 @@ export function summarizeEvents(stored: readonly StoredEvent[]): EventSummary {
         : null;
 
   const summary: EventSummary = {
+    retried_as: events.flatMap((e) => {
+      const newJob = e.event === "retried" ? text(e.data, "new_job_id") : undefined;
+      return newJob ? [newJob] : [];
+    }),
     status,
     updated_at: events.at(-1)?.created_at,
     changed,

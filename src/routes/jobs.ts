@@ -1,11 +1,27 @@
-import { createRoute } from "@hono/zod-openapi";
+import { createRoute, z } from "@hono/zod-openapi";
 import { createRouter } from "../app";
 import { requireScope } from "../auth/middleware";
-import { deleteJob, findJob, insertJob, listJobs, retryJob } from "../db/jobs";
+import {
+  type BulkRetryBody,
+  deleteJob,
+  findJob,
+  findJobRevision,
+  insertJob,
+  listJobs,
+  previewRetryJobs,
+  retryJob,
+  retryJobs,
+  type WriteResult,
+} from "../db/jobs";
 import { ApiError } from "../errors";
+import { idempotencyOf, replayOf } from "../idempotency";
+import { etagOf, ifMatchRevisions, noneMatchHits } from "../preconditions";
 import { errorResponses } from "../schemas/error";
 import {
+  BulkRetryBodySchema,
+  BulkRetryResultSchema,
   CreateJobBodySchema,
+  type JobAccepted,
   JobAcceptedSchema,
   JobIdParamsSchema,
   JobListSchema,
@@ -21,15 +37,48 @@ const jsonBody = <T>(schema: T, description: string, required = true) => ({
   content: { "application/json": { schema } },
 });
 
+const string = { type: "string" as const };
+
+const IdempotencyHeaders = z.object({
+  "idempotency-key": z.string().optional().openapi({
+    description:
+      "Makes the request safe to repeat: 1–255 printable ASCII characters, per API key and route, kept at least 24 h. A repeat gets the first response with `Idempotent-Replayed: true`; the same key with a different request gets 422.",
+    example: "retry-5b0e2a52-1",
+  }),
+});
+
+const IfMatchHeader = {
+  "if-match": z.string().optional().openapi({
+    description:
+      'Only act if the job is still at this ETag (`"r<revision>"`); otherwise 412 and nothing is written',
+    example: '"r42"',
+  }),
+};
+
 const accepted = {
   description:
     "The job was stored; its id, status, the store revision it took and its creation time",
-  headers: { Location: { description: "The new job's URL", schema: { type: "string" as const } } },
+  headers: {
+    Location: { description: "The new job's URL", schema: string },
+    "Idempotent-Replayed": {
+      description: "`true` when this is the stored answer to an earlier request",
+      schema: string,
+    },
+  },
   content: { "application/json": { schema: JobAcceptedSchema } },
 };
 
 function notFound(id: string) {
   return new ApiError(404, `job not found: ${id}`);
+}
+
+/** 404 or 412, for a write whose guard refused it: one more read to say which. */
+async function refusal(db: Parameters<typeof findJobRevision>[0], id: string): Promise<ApiError> {
+  const revision = await findJobRevision(db, id);
+  if (revision === null) return notFound(id);
+  return new ApiError(412, "precondition failed", `job ${id} is at ${etagOf(revision)}`, {
+    ETag: etagOf(revision),
+  });
 }
 
 export const createJob = createRoute({
@@ -42,10 +91,13 @@ export const createJob = createRoute({
     "Stores a new job for agents to run, with its `submitted` event, in one transaction that takes the next store revision. `target_hostname` defaults to `_any`.",
   security: SECURITY,
   middleware: [requireScope("job:write")] as const,
-  request: { body: jsonBody(CreateJobBodySchema, "The operation and, optionally, its target") },
+  request: {
+    headers: IdempotencyHeaders,
+    body: jsonBody(CreateJobBodySchema, "The operation and, optionally, its target"),
+  },
   responses: {
     201: accepted,
-    ...errorResponses(400, 401, 403, 413, 415, 500, 503),
+    ...errorResponses(400, 401, 403, 413, 415, 422, 429, 500, 503),
   },
 });
 
@@ -56,7 +108,7 @@ export const listJobsRoute = createRoute({
   tags: ["jobs"],
   summary: "List jobs",
   description:
-    "Newest first. `total_items` counts the jobs matching the filter; `status_counts` counts every job by status, whatever the filter.",
+    "Newest first. `total_items` counts the jobs matching the filter; `status_counts` counts every job by status, whatever the filter. `retry_of` and `root_job_id` select a retry chain.",
   security: SECURITY,
   middleware: [requireScope("job:read")] as const,
   request: { query: ListJobsQuerySchema },
@@ -65,7 +117,7 @@ export const listJobsRoute = createRoute({
       description: "A page of jobs",
       content: { "application/json": { schema: JobListSchema } },
     },
-    ...errorResponses(400, 401, 403, 500, 503),
+    ...errorResponses(400, 401, 403, 429, 500, 503),
   },
 });
 
@@ -75,13 +127,29 @@ export const getJob = createRoute({
   operationId: "getJob",
   tags: ["jobs"],
   summary: "Get a job",
-  description: "The job with its status, lineage, per-agent responses and states, and timeline.",
+  description:
+    'The job with its status, lineage, per-agent responses and states, and timeline. Sends a strong `ETag` (`"r<revision>"`); with a matching `If-None-Match` the answer is 304.',
   security: SECURITY,
   middleware: [requireScope("job:read")] as const,
-  request: { params: JobIdParamsSchema },
+  request: {
+    params: JobIdParamsSchema,
+    headers: z.object({
+      "if-none-match": z
+        .string()
+        .optional()
+        .openapi({ description: "An ETag from an earlier answer", example: '"r42"' }),
+    }),
+  },
   responses: {
-    200: { description: "The job", content: { "application/json": { schema: JobSchema } } },
-    ...errorResponses(400, 401, 403, 404, 500, 503),
+    200: {
+      description: "The job",
+      headers: {
+        ETag: { description: "The job's revision as a strong entity tag", schema: string },
+      },
+      content: { "application/json": { schema: JobSchema } },
+    },
+    304: { description: "Not modified since the ETag in If-None-Match" },
+    ...errorResponses(400, 401, 403, 404, 429, 500, 503),
   },
 });
 
@@ -95,10 +163,10 @@ export const deleteJobRoute = createRoute({
     "Removes the job with its events, in one transaction that takes the next store revision.",
   security: SECURITY,
   middleware: [requireScope("job:write")] as const,
-  request: { params: JobIdParamsSchema },
+  request: { params: JobIdParamsSchema, headers: z.object(IfMatchHeader) },
   responses: {
     204: { description: "Deleted" },
-    ...errorResponses(400, 401, 403, 404, 500, 503),
+    ...errorResponses(400, 401, 403, 404, 412, 429, 500, 503),
   },
 });
 
@@ -114,48 +182,119 @@ export const retryJobRoute = createRoute({
   middleware: [requireScope("job:write")] as const,
   request: {
     params: JobIdParamsSchema,
+    headers: IdempotencyHeaders.extend(IfMatchHeader),
     body: jsonBody(RetryJobBodySchema, "Optional: a target for the new job", false),
   },
   responses: {
     201: accepted,
-    ...errorResponses(400, 401, 403, 404, 413, 415, 500, 503),
+    ...errorResponses(400, 401, 403, 404, 412, 413, 415, 422, 429, 500, 503),
+  },
+});
+
+export const retryJobsRoute = createRoute({
+  method: "post",
+  path: "/job/retry",
+  operationId: "retryJobs",
+  tags: ["jobs"],
+  summary: "Retry many jobs",
+  description:
+    "Retries up to 100 jobs, named by `job_ids` or chosen as the oldest jobs in a `status`, in one transaction and one revision. Each source job gets a result: the new job's id, or why not. `dry_run` writes nothing and says what would happen.",
+  security: SECURITY,
+  middleware: [requireScope("job:write")] as const,
+  request: {
+    headers: IdempotencyHeaders,
+    body: jsonBody(
+      BulkRetryBodySchema,
+      "Which jobs to retry, and optionally a target for the new jobs",
+    ),
+  },
+  responses: {
+    200: {
+      description: "A result per source job",
+      headers: { "Idempotent-Replayed": { description: "`true` when replayed", schema: string } },
+      content: { "application/json": { schema: BulkRetryResultSchema } },
+    },
+    ...errorResponses(400, 401, 403, 413, 415, 422, 429, 500, 503),
   },
 });
 
 export const jobs = createRouter()
   .openapi(createJob, async (c) => {
-    const { operation, target_hostname } = c.req.valid("json");
-    const job = await insertJob(c.var.db, {
+    const body = c.req.valid("json");
+    const idempotency = await idempotencyOf(c, "POST /job", "/job", body);
+    const result = await insertJob(c.var.db, {
       id: crypto.randomUUID(),
-      operation,
-      target: target_hostname ?? "_any",
+      operation: body.operation,
+      target: body.target_hostname ?? "_any",
       now: new Date().toISOString(),
+      idempotency,
     });
+    if (result.kind === "replayed" && idempotency) {
+      const { body: stored, headers } = replayOf<JobAccepted>(idempotency, result.stored);
+      return c.json(stored, 201, headers);
+    }
+    const job = written(result);
     c.header("Location", `/job/${job.job_id}`);
     return c.json(job, 201);
   })
   .openapi(listJobsRoute, async (c) => c.json(await listJobs(c.var.db, c.req.valid("query")), 200))
+  .openapi(retryJobsRoute, async (c) => {
+    const body = c.req.valid("json");
+    const source = body.job_ids
+      ? { ids: body.job_ids }
+      : { status: body.status ?? "failed", limit: body.limit ?? 100 };
+    if (body.dry_run) return c.json(await previewRetryJobs(c.var.db, source), 200);
+    const idempotency = await idempotencyOf(c, "POST /job/retry", "/job/retry", body);
+    const result = await retryJobs(c.var.db, {
+      source,
+      target: body.target_hostname ?? "_any",
+      now: new Date().toISOString(),
+      idempotency,
+    });
+    if (result.kind === "replayed" && idempotency) {
+      const { body: stored, headers } = replayOf<BulkRetryBody>(idempotency, result.stored);
+      return c.json(stored, 200, headers);
+    }
+    return c.json(written(result), 200);
+  })
   .openapi(getJob, async (c) => {
     const { id } = c.req.valid("param");
     const job = await findJob(c.var.db, id);
     if (!job) throw notFound(id);
+    c.header("ETag", etagOf(job.revision));
+    if (noneMatchHits(c.req.header("If-None-Match"), job.revision)) return c.body(null, 304);
     return c.json(job, 200);
   })
   .openapi(deleteJobRoute, async (c) => {
     const { id } = c.req.valid("param");
-    if (!(await deleteJob(c.var.db, id))) throw notFound(id);
+    const ifMatch = ifMatchRevisions(c.req.header("If-Match"));
+    if (!(await deleteJob(c.var.db, id, ifMatch)))
+      throw ifMatch ? await refusal(c.var.db, id) : notFound(id);
     return c.body(null, 204);
   })
   .openapi(retryJobRoute, async (c) => {
     const { id } = c.req.valid("param");
-    const { target_hostname } = c.req.valid("json");
-    const job = await retryJob(c.var.db, {
+    const body = c.req.valid("json");
+    const idempotency = await idempotencyOf(c, "POST /job/{id}/retry", id, body);
+    const result = await retryJob(c.var.db, {
       originalId: id,
       newId: crypto.randomUUID(),
-      target: target_hostname ?? "_any",
+      target: body.target_hostname ?? "_any",
       now: new Date().toISOString(),
+      ifMatch: ifMatchRevisions(c.req.header("If-Match")),
+      idempotency,
     });
-    if (!job) throw notFound(id);
+    if (result.kind === "replayed" && idempotency) {
+      const { body: stored, headers } = replayOf<JobAccepted>(idempotency, result.stored);
+      return c.json(stored, 201, headers);
+    }
+    if (result.kind === "refused") throw await refusal(c.var.db, id);
+    const job = written(result);
     c.header("Location", `/job/${job.job_id}`);
     return c.json(job, 201);
   });
+
+function written<T>(result: WriteResult<T>): T {
+  if (result.kind !== "written") throw new Error(`write ${result.kind} without a reason to`);
+  return result.value;
+}

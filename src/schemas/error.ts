@@ -19,7 +19,10 @@ const descriptions = {
   404: "No such resource",
   409: "The request conflicts with the resource's current state",
   413: "The request body (or the operation in it) is too large",
+  412: "If-Match names a revision the job is no longer at; nothing was written",
   415: "The request body is not application/json",
+  422: "The Idempotency-Key was already used for a different request; nothing was written",
+  429: "Too many requests for this API key; retry after `Retry-After` seconds",
   500: "An unexpected failure; nothing was half-written",
   503: "The database is unavailable for a moment; retry after the given delay",
 } as const;

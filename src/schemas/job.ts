@@ -63,6 +63,11 @@ export const RetryJobBodySchema = z
 
 export const JobStatusSchema = z.enum(JOB_STATUSES).openapi("JobStatus");
 
+const LineageIdSchema = z
+  .string()
+  .regex(UUID, "must be a UUID")
+  .transform((id) => id.toLowerCase());
+
 export const ListJobsQuerySchema = z.strictObject({
   status: z
     .enum([...JOB_STATUSES, "submitted"])
@@ -85,6 +90,10 @@ export const ListJobsQuerySchema = z.strictObject({
     .max(1_000_000_000)
     .default(0)
     .openapi({ description: "Jobs to skip" }),
+  retry_of: LineageIdSchema.optional().openapi({ description: "Only jobs retried from this job" }),
+  root_job_id: LineageIdSchema.optional().openapi({
+    description: "Only jobs of the retry chain that started with this job",
+  }),
 });
 
 const Timestamp = z.string().openapi({ example: "2026-11-28T10:00:00.123Z" });
@@ -161,6 +170,9 @@ export const TimelineEntrySchema = z
   .openapi("TimelineEntry");
 
 export const JobSchema = JobSummarySchema.extend({
+  retried_as: z
+    .array(z.uuid())
+    .openapi({ description: "Jobs retried from this one, oldest first" }),
   responses: z.record(z.string(), AgentResponseSchema),
   agent_states: z.record(z.string(), AgentStateSchema),
   timeline: z.array(TimelineEntrySchema),
@@ -173,6 +185,65 @@ export const JobListSchema = z
     items: z.array(JobSummarySchema),
   })
   .openapi("JobList");
+
+export const BulkRetryBodySchema = z
+  .strictObject({
+    job_ids: z
+      .array(
+        z
+          .string()
+          .regex(UUID, "must be a UUID")
+          .transform((id) => id.toLowerCase()),
+      )
+      .min(1)
+      .max(100)
+      .refine((ids) => new Set(ids).size === ids.length, { message: "must not repeat an id" })
+      .optional()
+      .openapi({ description: "1–100 jobs to retry" }),
+    status: JobStatusSchema.optional().openapi({
+      description: "Or: retry the oldest jobs in this status",
+    }),
+    limit: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .optional()
+      .openapi({ description: "With `status`: how many (default 100)" }),
+    target_hostname: TargetSchema.nullable().optional(),
+    dry_run: z
+      .boolean()
+      .optional()
+      .openapi({ description: "Say what would happen and write nothing" }),
+  })
+  .refine((body) => (body.job_ids === undefined) !== (body.status === undefined), {
+    message: "give either job_ids or status",
+  })
+  .refine((body) => body.limit === undefined || body.status !== undefined, {
+    message: "limit goes with status",
+  })
+  .openapi("BulkRetryRequest", {
+    example: { status: "failed", limit: 20, target_hostname: "_any", dry_run: true },
+  });
+
+export const BulkRetryResultSchema = z
+  .object({
+    revision: z
+      .number()
+      .int()
+      .nullable()
+      .openapi({ description: "The revision the batch took; null if it wrote nothing" }),
+    dry_run: z.boolean(),
+    results: z.array(
+      z.object({
+        source_job_id: z.uuid(),
+        job_id: z.uuid().nullable().openapi({ description: "The new job, when one was made" }),
+        outcome: z.enum(["retried", "would_retry", "not_found"]),
+        error: z.string().nullable(),
+      }),
+    ),
+  })
+  .openapi("BulkRetryResult");
 
 export type Job = z.infer<typeof JobSchema>;
 export type JobSummary = z.infer<typeof JobSummarySchema>;

@@ -1,0 +1,31 @@
+/** A job's strong ETag: its revision, which changes with every batch that changes the job. */
+export function etagOf(revision: number): string {
+  return `"r${revision}"`;
+}
+
+function tags(header: string): string[] {
+  return header
+    .split(",")
+    .map((tag) => tag.trim())
+    .filter(Boolean);
+}
+
+/**
+ * The revisions If-Match accepts (strong comparison, so weak tags never match), or undefined for
+ * no header or `*`, which asks only that the job exists.
+ */
+export function ifMatchRevisions(header: string | undefined): number[] | undefined {
+  if (header === undefined || header.trim() === "*") return undefined;
+  return tags(header).flatMap((tag) => {
+    const match = /^"r(\d{1,15})"$/.exec(tag);
+    return match?.[1] ? [Number(match[1])] : [];
+  });
+}
+
+/** Whether If-None-Match matches the current revision (weak comparison). */
+export function noneMatchHits(header: string | undefined, revision: number): boolean {
+  if (header === undefined) return false;
+  if (header.trim() === "*") return true;
+  const current = etagOf(revision);
+  return tags(header).some((tag) => tag.replace(/^W\//, "") === current);
+}
