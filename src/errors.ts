@@ -26,7 +26,7 @@ function respond(c: Context<AppEnv>, err: ApiError) {
 }
 
 const TRANSIENT_D1 =
-  /Network connection lost|D1 DB is overloaded|reset because its code was updated|Cannot resolve D1 DB due to transient issue|internal error; reference/i;
+  /Network connection lost|D1 DB is overloaded|reset because its code was updated|caused object to be reset|Cannot resolve D1 DB due to transient issue|internal error; reference/i;
 
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;

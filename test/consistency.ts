@@ -1,0 +1,87 @@
+/**
+ * The store's invariants as SQL, run in tests (on the Worker's D1, one batch) and by
+ * scripts/load.mjs (through `wrangler d1 execute`). Every row a check returns is a violation.
+ *
+ * Deletes leave no tombstone, so a `retried` event naming a job that no longer exists, or a job
+ * whose `retry_of` no longer exists, is only allowed when the caller says it deleted that job:
+ * pass the ids of every job deleted (204) since the database was created.
+ */
+
+const SUBMITTED = `(SELECT job_id, COUNT(*) AS n, MIN(revision) AS revision
+  FROM job_events WHERE event = 'submitted' GROUP BY job_id)`;
+const RETRIED = `(SELECT seq, job_id, revision, json_extract(data, '$.new_job_id') AS new_job_id
+  FROM job_events WHERE event = 'retried')`;
+const ACTUAL_COUNTS = "(SELECT status, COUNT(*) AS n FROM jobs GROUP BY status)";
+const STORE = "(SELECT revision FROM store_revision WHERE id = 1)";
+
+/** Each query selects `subject` (what is wrong) and `ref` (what it points at, or a figure). */
+export const CHECKS: Record<string, string> = {
+  job_without_one_submitted_event: `SELECT j.id AS subject, CAST(COALESCE(s.n, 0) AS TEXT) AS ref
+    FROM jobs j LEFT JOIN ${SUBMITTED} s ON s.job_id = j.id WHERE COALESCE(s.n, 0) <> 1`,
+  submitted_event_not_in_creating_batch: `SELECT j.id AS subject, CAST(s.revision AS TEXT) AS ref
+    FROM jobs j JOIN ${SUBMITTED} s ON s.job_id = j.id WHERE s.revision <> j.created_revision`,
+  event_without_job: `SELECT CAST(e.seq AS TEXT) AS subject, e.job_id AS ref
+    FROM job_events e WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = e.job_id)`,
+  retried_event_without_new_job: `SELECT r.job_id AS subject, r.new_job_id AS ref
+    FROM ${RETRIED} r
+    WHERE r.new_job_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = r.new_job_id)`,
+  retried_event_not_in_retry_batch: `SELECT r.job_id AS subject, r.new_job_id AS ref
+    FROM ${RETRIED} r JOIN jobs c ON c.id = r.new_job_id
+    WHERE c.retry_of IS NOT r.job_id OR c.created_revision <> r.revision`,
+  retry_without_one_retried_event: `SELECT c.id AS subject, c.retry_of AS ref
+    FROM jobs c JOIN jobs o ON o.id = c.retry_of
+    WHERE (SELECT COUNT(*) FROM ${RETRIED} r WHERE r.job_id = o.id AND r.new_job_id = c.id) <> 1`,
+  retry_of_missing_job: `SELECT c.id AS subject, c.retry_of AS ref
+    FROM jobs c
+    WHERE c.retry_of IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.id = c.retry_of)`,
+  retry_lineage_wrong: `SELECT c.id AS subject, c.retry_of AS ref
+    FROM jobs c JOIN jobs o ON o.id = c.retry_of
+    WHERE c.attempt <> o.attempt + 1 OR c.root_job_id <> o.root_job_id OR c.operation <> o.operation`,
+  original_lineage_wrong: `SELECT j.id AS subject, j.root_job_id AS ref
+    FROM jobs j WHERE j.retry_of IS NULL AND (j.root_job_id <> j.id OR j.attempt <> 1)`,
+  counter_differs_from_count: `SELECT c.status AS subject, c.n || ' counted, ' || COALESCE(a.n, 0) || ' stored' AS ref
+    FROM job_counts c LEFT JOIN ${ACTUAL_COUNTS} a ON a.status = c.status
+    WHERE c.n <> COALESCE(a.n, 0)`,
+  status_without_counter: `SELECT a.status AS subject, CAST(a.n AS TEXT) AS ref
+    FROM ${ACTUAL_COUNTS} a WHERE NOT EXISTS (SELECT 1 FROM job_counts c WHERE c.status = a.status)`,
+  revision_ahead_of_store: `SELECT j.id AS subject, CAST(MAX(j.revision, j.created_revision) AS TEXT) AS ref
+    FROM jobs j WHERE MAX(j.revision, j.created_revision) > ${STORE}
+    UNION ALL
+    SELECT CAST(e.seq AS TEXT), CAST(e.revision AS TEXT) FROM job_events e WHERE e.revision > ${STORE}`,
+  job_revision_behind_its_changes: `SELECT j.id AS subject, CAST(j.revision AS TEXT) AS ref
+    FROM jobs j
+    WHERE j.revision < j.created_revision
+       OR j.revision < (SELECT COALESCE(MAX(e.revision), 0) FROM job_events e WHERE e.job_id = j.id)`,
+  job_revisions_not_increasing_in_commit_order: `SELECT id AS subject, CAST(created_revision AS TEXT) AS ref
+    FROM (SELECT id, created_revision, LAG(created_revision) OVER (ORDER BY seq) AS previous FROM jobs)
+    WHERE created_revision <= previous`,
+  event_revisions_decreasing_in_commit_order: `SELECT CAST(seq AS TEXT) AS subject, CAST(revision AS TEXT) AS ref
+    FROM (SELECT seq, revision, LAG(revision) OVER (ORDER BY seq) AS previous FROM job_events)
+    WHERE revision < previous`,
+};
+
+export type Violation = { check: string; subject: string; ref: string | null };
+type Row = { subject: string; ref: string | null };
+
+const EXPLAINED_BY_DELETE = new Set(["retried_event_without_new_job", "retry_of_missing_job"]);
+
+/**
+ * Runs every check with `query` (given the SQL of each check, it returns each one's rows, in
+ * order) and returns the violations that no known delete explains.
+ */
+export async function checkConsistency(
+  query: (sql: string[]) => Promise<Row[][]>,
+  deleted: ReadonlySet<string> = new Set(),
+): Promise<Violation[]> {
+  const names = Object.keys(CHECKS);
+  const results = await query(Object.values(CHECKS));
+  return names
+    .flatMap((check, i) => (results[i] ?? []).map((row) => ({ check, ...row })))
+    .filter((v) => !(EXPLAINED_BY_DELETE.has(v.check) && v.ref !== null && deleted.has(v.ref)));
+}
+
+/** The `query` for checkConsistency on a D1 binding: every check in one batch. */
+export function onD1(db: D1Database) {
+  return async (sql: string[]) =>
+    (await db.batch<Row>(sql.map((s) => db.prepare(s)))).map((result) => result.results);
+}
