@@ -4,7 +4,7 @@ import { parseTarget } from "../domain/target";
 
 export const MAX_OPERATION_BYTES = 64 * 1024;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
 export const JobIdParamsSchema = z.object({
   id: z
