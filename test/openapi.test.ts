@@ -1,0 +1,203 @@
+import { describe, expect, it } from "vitest";
+import app from "../src/index";
+import { call, createKey, expectError } from "./helpers";
+
+type Parameter = {
+  name: string;
+  in: string;
+  example?: unknown;
+  schema?: { pattern?: string; example?: unknown };
+};
+type Operation = {
+  operationId?: string;
+  security?: Record<string, string[]>[];
+  parameters?: Parameter[];
+  requestBody?: { content: Record<string, { schema: { $ref?: string; example?: unknown } }> };
+  responses: Record<string, unknown>;
+};
+type Document = {
+  openapi: string;
+  paths: Record<string, Record<string, Operation>>;
+  components: {
+    schemas: Record<string, { example?: unknown }>;
+    securitySchemes: Record<string, unknown>;
+  };
+};
+
+const PUBLIC = new Set(["GET /health", "GET /openapi.json", "GET /docs"]);
+
+async function document(): Promise<Document> {
+  const response = await call("GET", "/openapi.json", { key: null });
+  expect(response.status).toBe(200);
+  return response.json();
+}
+
+function operations(doc: Document) {
+  return Object.entries(doc.paths).flatMap(([path, byMethod]) =>
+    Object.entries(byMethod).map(([method, operation]) => ({
+      method: method.toUpperCase(),
+      path,
+      operation,
+    })),
+  );
+}
+
+const exampleOf = (parameter: Parameter) => parameter.example ?? parameter.schema?.example;
+
+function placeholder(parameter: Parameter): string {
+  const example = exampleOf(parameter);
+  if (typeof example === "string") return example;
+  return parameter.name === "id" ? crypto.randomUUID() : "web-01";
+}
+
+function concretePath(path: string, operation: Operation): string {
+  return path.replace(/\{(\w+)\}/g, (_, name: string) => {
+    const parameter = operation.parameters?.find((p) => p.in === "path" && p.name === name);
+    return encodeURIComponent(parameter ? placeholder(parameter) : "x");
+  });
+}
+
+const bodyFor = (method: string) => (method === "GET" || method === "HEAD" ? undefined : {});
+
+function bodyExample(doc: Document, operation: Operation): unknown {
+  const media = operation.requestBody?.content["application/json"];
+  if (!media) return undefined;
+  if (media.schema.example !== undefined) return media.schema.example;
+  const name = media.schema.$ref?.split("/").at(-1);
+  return name ? doc.components.schemas[name]?.example : undefined;
+}
+
+describe("the OpenAPI document", () => {
+  it("is OpenAPI 3.1 with both security schemes", async () => {
+    const doc = await document();
+    expect(doc.openapi).toBe("3.1.0");
+    expect(Object.keys(doc.components.securitySchemes).sort()).toEqual([
+      "apiKeyHeader",
+      "bearerAuth",
+    ]);
+  });
+
+  it("documents every route of the app, and nothing that is not one", async () => {
+    const doc = await document();
+    const routed = new Set(
+      app.routes
+        .filter((route) => route.method !== "ALL")
+        .map((route) => `${route.method} ${route.path.replace(/:(\w+)/g, "{$1}")}`)
+        .filter((route) => !PUBLIC.has(route) || route === "GET /health"),
+    );
+    const documented = new Set(operations(doc).map(({ method, path }) => `${method} ${path}`));
+    expect([...documented].sort()).toEqual([...routed].sort());
+  });
+
+  it("gives every operation an operationId, a summary, a tag and its error responses", async () => {
+    const doc = await document();
+    const ids = new Set<string>();
+    for (const { method, path, operation } of operations(doc)) {
+      const name = `${method} ${path}`;
+      expect(operation.operationId, name).toBeTruthy();
+      ids.add(operation.operationId ?? "");
+      if (PUBLIC.has(name)) continue;
+      expect(Object.keys(operation.responses), name).toContain("500");
+      expect(operation.security, name).toEqual([{ bearerAuth: [] }, { apiKeyHeader: [] }]);
+      expect(Object.keys(operation.responses), name).toEqual(
+        expect.arrayContaining(["401", "403"]),
+      );
+    }
+    expect(ids.size).toBe(operations(doc).length);
+  });
+
+  it("has parameter patterns that are JSON Schema regexes matching their own examples", async () => {
+    const doc = await document();
+    for (const { method, path, operation } of operations(doc)) {
+      for (const parameter of operation.parameters ?? []) {
+        const pattern = parameter.schema?.pattern;
+        const example = exampleOf(parameter);
+        if (pattern === undefined || typeof example !== "string") continue;
+        expect(new RegExp(pattern, "u").test(example), `${method} ${path} ${pattern}`).toBe(true);
+      }
+    }
+  });
+});
+
+describe("every operation with security", () => {
+  it("answers 401 without a key, and with unknown, revoked and expired keys", async () => {
+    const doc = await document();
+    const refused = [
+      `jobs_zzzzzzzzzzzz_${"Z".repeat(43)}`,
+      await createKey(["admin"], { revokedAt: new Date().toISOString() }),
+      await createKey(["admin"], { expiresAt: new Date(Date.now() - 1000).toISOString() }),
+    ];
+    for (const { method, path, operation } of operations(doc)) {
+      if (!operation.security) continue;
+      const url = concretePath(path, operation);
+      const name = `${method} ${path}`;
+      const anonymous = await call(method, url, { key: null, body: bodyFor(method) });
+      expect(anonymous.headers.get("WWW-Authenticate"), name).toBe('Bearer realm="jobs"');
+      expect((await expectError(anonymous, 401)).error, name).toBe("API key required");
+      for (const key of refused) {
+        const response = await call(method, url, { key, body: bodyFor(method) });
+        expect((await expectError(response, 401)).error, name).toBe("invalid API key");
+      }
+    }
+  });
+
+  it("answers 403 naming the scope to a key without it, and the named scope lets it through", async () => {
+    const doc = await document();
+    const none = await createKey([]);
+    for (const { method, path, operation } of operations(doc)) {
+      if (!operation.security) continue;
+      const url = concretePath(path, operation);
+      const name = `${method} ${path}`;
+      const error = await expectError(
+        await call(method, url, { key: none, body: bodyFor(method) }),
+        403,
+      );
+      expect(error.error, name).toBe("Insufficient permissions");
+      const scope = /^requires (\S+)$/.exec(error.details ?? "")?.[1];
+      expect(scope, name).toMatch(/^(job|agent):(read|write)$|^admin$/);
+      const withScope = await createKey([scope as "admin"]);
+      const through = await call(method, url, { key: withScope, body: bodyFor(method) });
+      expect([401, 403], `${name} with ${scope}`).not.toContain(through.status);
+    }
+  });
+});
+
+describe("the examples in the document", () => {
+  it("are accepted by their operations (no 400, no 415, no 5xx)", async () => {
+    const doc = await document();
+    for (const { method, path, operation } of operations(doc)) {
+      const body = bodyExample(doc, operation);
+      if (body === undefined) continue;
+      const response = await call(method, concretePath(path, operation), { body });
+      const name = `${method} ${path}: ${await response.clone().text()}`;
+      expect([400, 415], name).not.toContain(response.status);
+      expect(response.status, name).toBeLessThan(500);
+    }
+  });
+
+  it("work for real: create, then retry with {target_hostname: _any}, both 201", async () => {
+    const doc = await document();
+    const create = doc.paths["/job"]?.post;
+    const retry = doc.paths["/job/{id}/retry"]?.post;
+    if (!create || !retry) throw new Error("create or retry is not documented");
+    expect(bodyExample(doc, retry)).toEqual({ target_hostname: "_any" });
+    const created = await call("POST", "/job", { body: bodyExample(doc, create) });
+    expect(created.status).toBe(201);
+    const { job_id } = (await created.json()) as { job_id: string };
+    const retried = await call("POST", `/job/${job_id}/retry`, { body: bodyExample(doc, retry) });
+    expect(retried.status).toBe(201);
+  });
+
+  it("make a key and rotate it for real", async () => {
+    const doc = await document();
+    const create = doc.paths["/keys"]?.post;
+    const rotate = doc.paths["/keys/{id}/rotate"]?.post;
+    if (!create || !rotate) throw new Error("key create or rotate is not documented");
+    const created = await call("POST", "/keys", { body: bodyExample(doc, create) });
+    expect(created.status).toBe(201);
+    const { id } = (await created.json()) as { id: string };
+    expect(
+      (await call("POST", `/keys/${id}/rotate`, { body: bodyExample(doc, rotate) })).status,
+    ).toBe(201);
+  });
+});
