@@ -312,7 +312,13 @@ export async function retryJobs(
       )
       .bind(request.now),
     db.prepare(body).bind(...bulkParams(source)),
-    ...idempotencyStatements(db, request.idempotency, 200, body, ...bulkParams(source)),
+    ...idempotencyStatements(
+      db,
+      request.idempotency,
+      200,
+      `${body} WHERE ${write.applies}`,
+      ...bulkParams(source),
+    ),
   ]);
   const applied = (results[0]?.meta.changes ?? 0) > 0;
   const stored = request.idempotency
