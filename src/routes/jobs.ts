@@ -42,16 +42,14 @@ const string = { type: "string" as const };
 const IdempotencyHeaders = z.object({
   "idempotency-key": z.string().optional().openapi({
     description:
-      "Makes the request safe to repeat: 1–255 printable ASCII characters, per API key and route, kept at least 24 h. A repeat gets the first response with `Idempotent-Replayed: true`; the same key with a different request gets 422.",
-    example: "retry-5b0e2a52-1",
+      "Makes the request safe to repeat: 1–255 printable ASCII characters, per API key and route, kept at least 24 h (for example `retry-5b0e2a52-1`). A repeat gets the first response with `Idempotent-Replayed: true`; the same key with a different request gets 422.",
   }),
 });
 
 const IfMatchHeader = {
   "if-match": z.string().optional().openapi({
     description:
-      'Only act if the job is still at this ETag (`"r<revision>"`); otherwise 412 and nothing is written',
-    example: '"r42"',
+      'Only act if the job is still at this ETag (`"r<revision>"`, for example `"r42"`); otherwise 412 and nothing is written',
   }),
 };
 
@@ -137,7 +135,7 @@ export const getJob = createRoute({
       "if-none-match": z
         .string()
         .optional()
-        .openapi({ description: "An ETag from an earlier answer", example: '"r42"' }),
+        .openapi({ description: 'An ETag from an earlier answer, for example `"r42"`' }),
     }),
   },
   responses: {
