@@ -57,6 +57,32 @@ function concretePath(path: string, operation: Operation): string {
   });
 }
 
+/** What "Try it out" sends: every parameter and body example the document gives, ids aside. */
+async function tryItOut(
+  doc: Document,
+  method: string,
+  path: string,
+  ids: Record<string, string> = {},
+): Promise<Response> {
+  const operation = doc.paths[path]?.[method.toLowerCase()];
+  if (!operation) throw new Error(`${method} ${path} is not documented`);
+  const query = new URLSearchParams();
+  const headers: Record<string, string> = {};
+  for (const parameter of operation.parameters ?? []) {
+    const example = exampleOf(parameter);
+    if (example === undefined) continue;
+    if (parameter.in === "query") query.set(parameter.name, String(example));
+    if (parameter.in === "header") headers[parameter.name] = String(example);
+  }
+  const url = path.replace(/\{(\w+)\}/g, (_, name: string) => ids[name] ?? name);
+  const response = await call(method, `${url}${query.size > 0 ? `?${query}` : ""}`, {
+    headers,
+    body: bodyExample(doc, operation),
+  });
+  expect(response.status, `${method} ${path}`).toBeLessThan(300);
+  return response;
+}
+
 const bodyFor = (method: string) => (method === "GET" || method === "HEAD" ? undefined : {});
 
 function bodyExample(doc: Document, operation: Operation): unknown {
@@ -175,29 +201,18 @@ describe("the examples in the document", () => {
     }
   });
 
-  it("work for real: create, then retry with {target_hostname: _any}, both 201", async () => {
+  it("work for real as Swagger UI sends them: create, retry, make a key, rotate it, all 201", async () => {
     const doc = await document();
-    const create = doc.paths["/job"]?.post;
     const retry = doc.paths["/job/{id}/retry"]?.post;
-    if (!create || !retry) throw new Error("create or retry is not documented");
-    expect(bodyExample(doc, retry)).toEqual({ target_hostname: "_any" });
-    const created = await call("POST", "/job", { body: bodyExample(doc, create) });
-    expect(created.status).toBe(201);
-    const { job_id } = (await created.json()) as { job_id: string };
-    const retried = await call("POST", `/job/${job_id}/retry`, { body: bodyExample(doc, retry) });
-    expect(retried.status).toBe(201);
-  });
-
-  it("make a key and rotate it for real", async () => {
-    const doc = await document();
-    const create = doc.paths["/keys"]?.post;
-    const rotate = doc.paths["/keys/{id}/rotate"]?.post;
-    if (!create || !rotate) throw new Error("key create or rotate is not documented");
-    const created = await call("POST", "/keys", { body: bodyExample(doc, create) });
-    expect(created.status).toBe(201);
-    const { id } = (await created.json()) as { id: string };
-    expect(
-      (await call("POST", `/keys/${id}/rotate`, { body: bodyExample(doc, rotate) })).status,
-    ).toBe(201);
+    expect(retry && bodyExample(doc, retry)).toEqual({ target_hostname: "_any" });
+    const { job_id } = (await (await tryItOut(doc, "POST", "/job")).json()) as { job_id: string };
+    const retried = await tryItOut(doc, "POST", "/job/{id}/retry", { id: job_id });
+    expect(retried.status, await retried.clone().text()).toBe(201);
+    const second = (await (await tryItOut(doc, "POST", "/job")).json()) as { job_id: string };
+    expect(second.job_id, "a second Try it out makes a second job").not.toBe(job_id);
+    const key = await tryItOut(doc, "POST", "/keys");
+    expect(key.status).toBe(201);
+    const { id } = (await key.json()) as { id: string };
+    expect((await tryItOut(doc, "POST", "/keys/{id}/rotate", { id })).status).toBe(201);
   });
 });
