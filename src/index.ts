@@ -7,6 +7,7 @@ import { authenticate } from "./auth/middleware";
 import { ApiError, notFoundOrMethodNotAllowed, onError } from "./errors";
 import { requestLog } from "./logging";
 import { rateLimit } from "./rate-limit";
+import { agents } from "./routes/agents";
 import { health } from "./routes/health";
 import { jobs } from "./routes/jobs";
 import { keys } from "./routes/keys";
@@ -56,7 +57,7 @@ app.use(
 );
 
 registerSecuritySchemes(app);
-const routes = app.route("/", health).route("/", jobs).route("/", keys);
+const routes = app.route("/", health).route("/", jobs).route("/", agents).route("/", keys);
 
 app.doc31("/openapi.json", {
   openapi: "3.1.0",
@@ -68,6 +69,10 @@ app.doc31("/openapi.json", {
   },
   tags: [
     { name: "jobs", description: "Submit, list, inspect, delete and retry jobs" },
+    {
+      name: "agents",
+      description: "Agents register, claim jobs under a lease, and report what happened",
+    },
     { name: "keys", description: "Create, list, revoke and rotate API keys (scope admin)" },
     { name: "service", description: "Health and documentation" },
   ],

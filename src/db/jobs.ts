@@ -1,6 +1,7 @@
 import { type EventData, type StoredEvent, summarizeEvents } from "../domain/job-view";
 import { type EventName, JOB_STATUSES, type JobStatus } from "../domain/status";
 import type { Job, JobAccepted, JobSummary, Operation } from "../schemas/job";
+import { targetFound } from "./agents";
 import {
   findStoredResponse,
   type IdempotencyUse,
@@ -22,12 +23,16 @@ type JobRow = {
   retry_of: string | null;
   root_job_id: string;
   attempt: number;
+  result: string | null;
+  changed: number | null;
+  error: string | null;
+  hostname: string | null;
 };
 
 type EventRow = { event: EventName; hostname: string; created_at: string; data: string | null };
 
 const JOB_COLUMNS =
-  "id, operation, target_hostname, status, created_at, updated_at, revision, retry_of, root_job_id, attempt";
+  "id, operation, target_hostname, status, created_at, updated_at, revision, retry_of, root_job_id, attempt, result, changed, error, hostname";
 
 export function toJobSummary(row: JobRow): JobSummary {
   const job: JobSummary = {
@@ -40,9 +45,12 @@ export function toJobSummary(row: JobRow): JobSummary {
     revision: row.revision,
     root_job_id: row.root_job_id,
     attempt: row.attempt,
-    changed: null,
+    changed: row.changed === null ? null : row.changed === 1,
   };
   if (row.retry_of !== null) job.retry_of = row.retry_of;
+  if (row.result !== null) job.result = JSON.parse(row.result) as unknown;
+  if (row.error !== null) job.error = row.error;
+  if (row.hostname !== null) job.hostname = row.hostname;
   return job;
 }
 
@@ -109,7 +117,11 @@ export type NewJob = {
 
 /** One batch: the job, its `submitted` event, the counters (by trigger) and the next revision. */
 export async function insertJob(db: Db, job: NewJob): Promise<WriteResult<JobAccepted>> {
-  const write = beginWrite(db, ...(job.idempotency ? [idempotencyUnused(job.idempotency)] : []));
+  const write = beginWrite(
+    db,
+    targetFound(job.target),
+    ...(job.idempotency ? [idempotencyUnused(job.idempotency)] : []),
+  );
   const results = await db.batch([
     write.begin,
     db
@@ -160,6 +172,7 @@ export async function retryJob(db: Db, retry: RetryRequest): Promise<WriteResult
   const write = beginWrite(
     db,
     jobMatches(retry.originalId, retry.ifMatch),
+    targetFound(retry.target),
     ...(retry.idempotency ? [idempotencyUnused(retry.idempotency)] : []),
   );
   const results = await db.batch([
@@ -270,6 +283,7 @@ export async function retryJobs(
   const write = beginWrite(
     db,
     exists,
+    targetFound(request.target),
     ...(request.idempotency ? [idempotencyUnused(request.idempotency)] : []),
   );
   const columns =
@@ -372,6 +386,7 @@ export async function deleteJob(db: Db, id: string, ifMatch?: number[]): Promise
   const results = await db.batch([
     write.begin,
     db.prepare(`DELETE FROM job_events WHERE job_id = ?1 AND ${write.applies}`).bind(id),
+    db.prepare(`DELETE FROM job_agents WHERE job_id = ?1 AND ${write.applies}`).bind(id),
     db.prepare(`DELETE FROM jobs WHERE id = ?1 AND ${write.applies}`).bind(id),
   ]);
   return (results[0]?.meta.changes ?? 0) > 0;

@@ -1,6 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { createRouter } from "../app";
 import { requireScope } from "../auth/middleware";
+import { isTargetFound } from "../db/agents";
 import {
   type BulkRetryBody,
   deleteJob,
@@ -70,10 +71,23 @@ function notFound(id: string) {
   return new ApiError(404, `job not found: ${id}`);
 }
 
-/** 404 or 412, for a write whose guard refused it: one more read to say which. */
-async function refusal(db: Parameters<typeof findJobRevision>[0], id: string): Promise<ApiError> {
+function targetNotFound(target: string) {
+  return new ApiError(400, `target agent "${target}" not found`);
+}
+
+const targetsAnAgent = (target: string) => target !== "_any" && target !== "_all";
+
+/** 404, 400 (target) or 412, for a write whose guard refused it: one more read to say which. */
+async function refusal(
+  db: Parameters<typeof findJobRevision>[0],
+  id: string,
+  ifMatch?: number[],
+  target?: string,
+): Promise<ApiError> {
   const revision = await findJobRevision(db, id);
   if (revision === null) return notFound(id);
+  if (target !== undefined && targetsAnAgent(target) && (!ifMatch || ifMatch.includes(revision)))
+    return targetNotFound(target);
   return new ApiError(412, "precondition failed", `job ${id} is at ${etagOf(revision)}`, {
     ETag: etagOf(revision),
   });
@@ -231,6 +245,7 @@ export const jobs = createRouter()
       const { body: stored, headers } = replayOf<JobAccepted>(idempotency, result.stored);
       return c.json(stored, 201, headers);
     }
+    if (result.kind === "refused") throw targetNotFound(body.target_hostname ?? "_any");
     const job = written(result);
     c.header("Location", `/job/${job.job_id}`);
     return c.json(job, 201);
@@ -243,9 +258,10 @@ export const jobs = createRouter()
       : { status: body.status ?? "failed", limit: body.limit ?? 100 };
     if (body.dry_run) return c.json(await previewRetryJobs(c.var.db, source), 200);
     const idempotency = await idempotencyOf(c, "POST /job/retry", "/job/retry", body);
+    const target = body.target_hostname ?? "_any";
     const result = await retryJobs(c.var.db, {
       source,
-      target: body.target_hostname ?? "_any",
+      target,
       now: new Date().toISOString(),
       idempotency,
     });
@@ -253,7 +269,14 @@ export const jobs = createRouter()
       const { body: stored, headers } = replayOf<BulkRetryBody>(idempotency, result.stored);
       return c.json(stored, 200, headers);
     }
-    return c.json(written(result), 200);
+    const retried = written(result);
+    if (
+      retried.revision === null &&
+      targetsAnAgent(target) &&
+      !(await isTargetFound(c.var.db, target))
+    )
+      throw targetNotFound(target);
+    return c.json(retried, 200);
   })
   .openapi(getJob, async (c) => {
     const { id } = c.req.valid("param");
@@ -274,19 +297,21 @@ export const jobs = createRouter()
     const { id } = c.req.valid("param");
     const body = c.req.valid("json");
     const idempotency = await idempotencyOf(c, "POST /job/{id}/retry", id, body);
+    const target = body.target_hostname ?? "_any";
+    const ifMatch = ifMatchRevisions(c.req.header("If-Match"));
     const result = await retryJob(c.var.db, {
       originalId: id,
       newId: crypto.randomUUID(),
-      target: body.target_hostname ?? "_any",
+      target,
       now: new Date().toISOString(),
-      ifMatch: ifMatchRevisions(c.req.header("If-Match")),
+      ifMatch,
       idempotency,
     });
     if (result.kind === "replayed" && idempotency) {
       const { body: stored, headers } = replayOf<JobAccepted>(idempotency, result.stored);
       return c.json(stored, 201, headers);
     }
-    if (result.kind === "refused") throw await refusal(c.var.db, id);
+    if (result.kind === "refused") throw await refusal(c.var.db, id, ifMatch, target);
     const job = written(result);
     c.header("Location", `/job/${job.job_id}`);
     return c.json(job, 201);

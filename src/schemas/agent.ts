@@ -1,0 +1,185 @@
+import { z } from "@hono/zod-openapi";
+import { HOSTNAME, isLabelKey, isLabelValue } from "../domain/target";
+import { JobIdParamsSchema, JobStatusSchema, OperationSchema } from "./job";
+
+export const MAX_LABELS = 64;
+export const MAX_RESULT_BYTES = 64 * 1024;
+export const DEFAULT_CLAIM_LIMIT = 1;
+export const DEFAULT_LEASE_SECONDS = 300;
+
+const Timestamp = z.string().openapi({ example: "2026-11-28T10:00:00.123Z" });
+
+const HostnameSchema = z
+  .string()
+  .regex(
+    HOSTNAME,
+    "must be 1–253 letters, digits, '.', '_' or '-', starting with a letter or digit",
+  )
+  .openapi({
+    param: { name: "hostname", in: "path" },
+    description: "The agent's hostname",
+    example: "web-01",
+  });
+
+export const HostnameParamsSchema = z.object({ hostname: HostnameSchema });
+
+export const AgentJobParamsSchema = z.object({
+  hostname: HostnameSchema,
+  id: JobIdParamsSchema.shape.id,
+});
+
+export const LabelsSchema = z
+  .record(
+    z.string().refine(isLabelKey, { message: "label keys are letters, digits, '_' and '-'" }),
+    z.string().max(253).refine(isLabelValue, {
+      message: "label values are dot-separated segments of letters, digits, '_' and '-'",
+    }),
+  )
+  .refine((labels) => Object.keys(labels).length <= MAX_LABELS, {
+    message: `at most ${MAX_LABELS} labels`,
+  })
+  .openapi("Labels", {
+    description:
+      "Key → value. A job targeted at `key:value` goes to agents whose label `key` equals `value` or starts with `value.`",
+    example: { group: "web.dev.us-east", os: "debian" },
+  });
+
+export type Labels = z.infer<typeof LabelsSchema>;
+
+export const RegisterAgentBodySchema = z
+  .strictObject({
+    labels: LabelsSchema.optional().openapi({
+      description: "Replaces the agent's labels; leave it out to keep them",
+    }),
+  })
+  .openapi("RegisterAgentRequest", { example: { labels: { group: "web.dev.us-east" } } });
+
+export const AgentSchema = z
+  .object({
+    hostname: z.string(),
+    labels: LabelsSchema,
+    registered_at: Timestamp,
+    last_seen: Timestamp.openapi({
+      description: "The last registration, claim or report by this agent",
+    }),
+    state: z.enum(["ready", "stale"]).openapi({
+      description: "`ready` when seen within the agent TTL (`AGENT_TTL_SECONDS`), else `stale`",
+    }),
+  })
+  .openapi("Agent", {
+    example: {
+      hostname: "web-01",
+      labels: { group: "web.dev.us-east" },
+      registered_at: "2026-11-28T10:00:00.123Z",
+      last_seen: "2026-11-28T10:05:00.456Z",
+      state: "ready",
+    },
+  });
+
+export const AgentListSchema = z.object({ items: z.array(AgentSchema) }).openapi("AgentList");
+
+export const ClaimBodySchema = z
+  .strictObject({
+    limit: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .optional()
+      .openapi({ description: `How many jobs at most, 1–100 (default ${DEFAULT_CLAIM_LIMIT})` }),
+    lease_seconds: z
+      .number()
+      .int()
+      .min(5)
+      .max(3600)
+      .optional()
+      .openapi({
+        description: `How long the agent holds each job before it can be handed out again, 5–3600 (default ${DEFAULT_LEASE_SECONDS})`,
+      }),
+  })
+  .openapi("ClaimRequest", { example: { limit: 10, lease_seconds: 60 } });
+
+export const ClaimedJobSchema = z
+  .object({
+    id: z.uuid(),
+    operation: OperationSchema,
+    target_hostname: z.string(),
+    delivery: z
+      .number()
+      .int()
+      .min(1)
+      .openapi({ description: "1 for the first hand-out, +1 for each redelivery" }),
+    lease_expires_at: Timestamp.openapi({
+      description: "Report before this, or the job can be handed out again",
+    }),
+  })
+  .openapi("ClaimedJob");
+
+export const ClaimResultSchema = z
+  .object({ jobs: z.array(ClaimedJobSchema) })
+  .openapi("ClaimResult", {
+    example: {
+      jobs: [
+        {
+          id: "5b0e2a52-7a4b-4c1e-9d07-4a3b1f7c2e10",
+          operation: { type: "echo", data: { hello: "world" } },
+          target_hostname: "_any",
+          delivery: 1,
+          lease_expires_at: "2026-11-28T10:06:00.123Z",
+        },
+      ],
+    },
+  });
+
+export const AGENT_EVENTS = ["started", "completed", "failed", "skipped"] as const;
+export type AgentReportEvent = (typeof AGENT_EVENTS)[number];
+
+export const AgentEventBodySchema = z
+  .strictObject({
+    event: z.enum(AGENT_EVENTS),
+    result: z
+      .unknown()
+      .optional()
+      .openapi({ description: "Any JSON: what the operation returned" }),
+    changed: z
+      .boolean()
+      .optional()
+      .openapi({ description: "Whether the operation changed the host" }),
+    error: z
+      .string()
+      .min(1)
+      .max(4096)
+      .optional()
+      .openapi({ description: "Why it failed or was skipped" }),
+  })
+  .refine(
+    (body) =>
+      body.event !== "started" ||
+      (body.result === undefined && body.changed === undefined && body.error === undefined),
+    { message: "started takes no result, changed or error" },
+  )
+  .refine((body) => body.event !== "failed" || body.error !== undefined, {
+    message: "failed needs an error",
+    path: ["error"],
+  })
+  .refine(
+    (body) =>
+      body.result === undefined ||
+      new TextEncoder().encode(JSON.stringify(body.result)).byteLength <= MAX_RESULT_BYTES,
+    { message: `must serialise to at most ${MAX_RESULT_BYTES} bytes`, path: ["result"] },
+  )
+  .openapi("AgentEventRequest", {
+    example: { event: "completed", result: { hostname: "web-01" }, changed: false },
+  });
+
+export type AgentEventBody = z.infer<typeof AgentEventBodySchema>;
+
+export const AgentEventResultSchema = z
+  .object({
+    job_id: z.uuid(),
+    status: JobStatusSchema.openapi({ description: "The job's overall status after the event" }),
+    revision: z.number().int(),
+  })
+  .openapi("AgentEventResult", {
+    example: { job_id: "5b0e2a52-7a4b-4c1e-9d07-4a3b1f7c2e10", status: "completed", revision: 42 },
+  });
