@@ -150,13 +150,13 @@ function refreshJobs(now: string, where: string): string {
 // Claim parameters: ?1 hostname, ?2 now, ?3 lease expiry, ?4 limit, ?5 max deliveries.
 
 /** The agent's own due rows (pending, or its lease ran out with deliveries left), oldest first. */
-const OWN_DUE = `SELECT job_id, job_seq AS seq FROM job_agents
+const OWN_DUE = `SELECT job_id, job_seq AS seq FROM job_agents INDEXED BY job_agents_open
   WHERE hostname = ?1 AND state IN ('pending', 'acknowledged', 'started')
     AND (state = 'pending' OR (lease_expires_at <= ?2 AND delivery < ?5))
   ORDER BY job_seq LIMIT ?4`;
 
 /** `_any` jobs that nobody holds, nobody finished, and this agent has not lost before. */
-const ANY_DUE = `SELECT id AS job_id, seq FROM jobs j
+const ANY_DUE = `SELECT id AS job_id, seq FROM jobs j INDEXED BY jobs_any_open
   WHERE target_hostname = '_any' AND status IN ('unprocessed', 'processing')
     AND NOT EXISTS (SELECT 1 FROM job_agents h WHERE h.job_id = j.id
       AND (h.hostname = ?1 OR (h.state IN ${OPEN} AND (h.lease_expires_at > ?2 OR h.delivery >= ?5))))
@@ -173,7 +173,7 @@ const NEW_FOR_AGENT = `FROM agents a JOIN jobs j ON j.seq > a.cursor_seq
              = substr(j.target_hostname, instr(j.target_hostname, ':') + 1) || '.')))`;
 
 /** Leases that ran out on the last allowed delivery: those rows are failed, not handed out. */
-const EXHAUSTED = `SELECT rowid FROM job_agents
+const EXHAUSTED = `SELECT rowid FROM job_agents INDEXED BY job_agents_lease
   WHERE state IN ${OPEN} AND lease_expires_at <= ?2 AND delivery >= ?5
   ORDER BY lease_expires_at, rowid LIMIT ${MAX_DEADLINE_SWEEP}`;
 
