@@ -52,13 +52,15 @@ function operations() {
   );
 }
 
-const block = (operation) => page.locator(`#operations-${operation.tags[0]}-${operation.operationId}`);
+const block = (operation) =>
+  page.locator(`#operations-${operation.tags[0]}-${operation.operationId}`);
 
 async function tryItOut(operationId) {
   const found = operations().find(({ operation }) => operation.operationId === operationId);
   assert.ok(found, `${operationId} is documented`);
   const op = block(found.operation);
-  if (!(await op.locator(".try-out__btn").isVisible())) await op.locator(".opblock-summary").click();
+  if (!(await op.locator(".try-out__btn").isVisible()))
+    await op.locator(".opblock-summary").click();
   await op.locator(".try-out__btn").click();
   return op;
 }
@@ -95,7 +97,10 @@ test("Authorize with a key, create a job with Try it out, retry it: 201 with the
 
   const create = await tryItOut("createJob");
   const example = JSON.parse(await create.locator("textarea.body-param__text").inputValue());
-  assert.deepEqual(example, { operation: { type: "node.hostname.get", data: {} }, target_hostname: "_any" });
+  assert.deepEqual(example, {
+    operation: { type: "node.hostname.get", data: {} },
+    target_hostname: "_any",
+  });
   const created = await execute(create);
   assert.equal(created.status, "201", created.body);
   const createdId = JSON.parse(created.body).job_id;
@@ -122,4 +127,3 @@ test("Authorize with a key, create a job with Try it out, retry it: 201 with the
   assert.equal(job.attempt, 2);
   assert.deepEqual(pageErrors, []);
 });
-
