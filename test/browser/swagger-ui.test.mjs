@@ -69,8 +69,9 @@ async function execute(op) {
   await op.locator("button.execute").click();
   const response = op.locator(".live-responses-table .response").first();
   await response.waitFor({ timeout: 15_000 });
-  const status = (await response.locator(".response-col_status").innerText()).trim();
-  const body = await response.locator(".response-col_description pre").first().innerText();
+  const status = (await response.locator(".response-col_status").textContent())?.trim();
+  const body =
+    (await response.locator(".response-col_description pre").first().textContent()) ?? "";
   return { status, body };
 }
 
@@ -81,8 +82,8 @@ test("the page loads its own assets and lists every operation of the document", 
     assert.equal(await op.count(), 1, `${method.toUpperCase()} ${path} (${operation.operationId})`);
     const shown = await op.locator(".opblock-summary-path").getAttribute("data-path");
     assert.equal(shown, path);
-    const verb = (await op.locator(".opblock-summary-method").innerText()).trim();
-    assert.equal(verb, method.toUpperCase());
+    const verb = (await op.locator(".opblock-summary-method").textContent())?.trim();
+    assert.equal(verb?.toUpperCase(), method.toUpperCase());
   }
   assert.deepEqual(pageErrors, []);
 });
