@@ -340,3 +340,81 @@ describe("last_used_at", () => {
     expect(await lastUsed(created.prefix)).toBeNull();
   });
 });
+
+describe("D1 round trips", () => {
+  const INNER = Symbol("inner");
+  type Preparer = Pick<D1Database, "prepare" | "batch">;
+
+  /** The env with a D1 whose every round trip (a statement's first/all/run/raw, a batch) is counted. */
+  function counted() {
+    const calls: string[] = [];
+    const statement = (inner: D1PreparedStatement, sql: string): D1PreparedStatement =>
+      new Proxy(inner, {
+        get(target, property) {
+          if (property === INNER) return target;
+          if (property === "bind")
+            return (...values: unknown[]) => statement(target.bind(...values), sql);
+          const value = Reflect.get(target, property, target);
+          if (typeof value !== "function") return value;
+          if (["first", "all", "run", "raw"].includes(String(property)))
+            return (...args: unknown[]) => {
+              calls.push(sql);
+              return value.apply(target, args);
+            };
+          return value.bind(target);
+        },
+      });
+    const preparer = (inner: Preparer): Preparer => ({
+      prepare: (sql: string) => statement(inner.prepare(sql), sql),
+      batch: (statements: D1PreparedStatement[]) => {
+        calls.push(`batch of ${statements.length}`);
+        const unwrap = (s: D1PreparedStatement) =>
+          (s as unknown as Record<symbol, D1PreparedStatement>)[INNER] ?? s;
+        return inner.batch(statements.map(unwrap));
+      },
+    });
+    const db = {
+      ...preparer(env.DB),
+      withSession: (constraint?: string) => {
+        const session = env.DB.withSession(constraint);
+        return { ...preparer(session), getBookmark: () => session.getBookmark() };
+      },
+    } as unknown as D1Database;
+    return { env: { ...env, DB: db }, calls };
+  }
+
+  it("each key operation makes one D1 call once the caller's key is verified", async () => {
+    const admin = await newKey({ name: "counted", scopes: ["admin"] });
+    const { env: countingEnv, calls } = counted();
+    async function send(method: string, path: string, body?: unknown) {
+      calls.length = 0;
+      const ctx = createExecutionContext();
+      const headers = new Headers({ Authorization: `Bearer ${admin.key}` });
+      if (body !== undefined) headers.set("Content-Type", "application/json");
+      const request = new Request(`http://jobs.test${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const response = await worker.fetch(request, countingEnv, ctx);
+      await waitOnExecutionContext(ctx);
+      const lookups = calls.filter((sql) => sql.includes("FROM api_keys WHERE prefix"));
+      const touches = calls.filter((sql) => sql.startsWith("UPDATE api_keys SET last_used_at"));
+      expect(lookups, `${method} ${path}`).toHaveLength(1);
+      return { response, work: calls.length - lookups.length - touches.length };
+    }
+    const created = await send("POST", "/keys", { name: "x", scopes: ["job:read"] });
+    expect(created.response.status).toBe(201);
+    expect(created.work).toBe(1);
+    const { id } = await parse(created.response, CreatedKeySchema);
+    for (const [method, path, body, status] of [
+      ["GET", "/keys", undefined, 200],
+      ["POST", `/keys/${id}/rotate`, { grace_period_seconds: 60 }, 201],
+      ["DELETE", `/keys/${id}`, undefined, 204],
+    ] as const) {
+      const { response, work } = await send(method, path, body);
+      expect(response.status, `${method} ${path}`).toBe(status);
+      expect(work, `${method} ${path}`).toBe(1);
+    }
+  });
+});
