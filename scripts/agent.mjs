@@ -90,17 +90,36 @@ class ApiError extends Error {
   }
 }
 
+const RETRIES = 5;
+const TRANSIENT = new Set([429, 502, 503, 504]);
+
+/** Requests the API; a refused-for-now answer (429, 503…) or a lost connection is tried again. */
 function client(url, key) {
   return async (method, path, body) => {
-    const response = await fetch(`${url}${path}`, {
-      method,
-      headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await response.text();
-    const parsed = text ? JSON.parse(text) : null;
-    if (!response.ok) throw new ApiError(response.status, parsed);
-    return parsed;
+    for (let attempt = 1; ; attempt++) {
+      let response;
+      try {
+        response = await fetch(`${url}${path}`, {
+          method,
+          headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
+      } catch (error) {
+        if (attempt >= RETRIES) throw error;
+        await sleep(2 ** attempt * 500);
+        continue;
+      }
+      const text = await response.text();
+      const parsed = text ? JSON.parse(text) : null;
+      if (response.ok) return parsed;
+      if (!TRANSIENT.has(response.status) || attempt >= RETRIES)
+        throw new ApiError(response.status, parsed);
+      const retryAfter = Number(response.headers.get("Retry-After"));
+      await sleep(
+        Math.min(Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : 2 ** attempt, 60) *
+          1000,
+      );
+    }
   };
 }
 
@@ -168,7 +187,9 @@ async function main() {
           `${hostname} ${job.id} ${job.operation.type}: ${outcome.event}${outcome.error ? `: ${outcome.error}` : ""} (job ${answer.status})`,
         );
       } catch (error) {
-        if (!(error instanceof ApiError) || error.status !== 409) throw error;
+        // 409: another agent holds the job now, or a report already landed; 404: it was deleted.
+        if (!(error instanceof ApiError) || (error.status !== 409 && error.status !== 404))
+          throw error;
         console.error(`agent: ${job.id}: ${error.message}; moving on`);
       }
     }
