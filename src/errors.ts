@@ -77,7 +77,7 @@ function compile(path: string) {
       segment.startsWith(":") ? "[^/]+" : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"),
     )
     .join("/");
-  return new RegExp(`^${pattern}/?$`);
+  return new RegExp(`^${pattern}$`);
 }
 
 /** 404 for an unknown path; 405 with `Allow` when the path exists under other methods. */

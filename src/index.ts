@@ -13,6 +13,7 @@ import { jobs } from "./routes/jobs";
 import { keys } from "./routes/keys";
 import { registerSecuritySchemes } from "./routes/security";
 import { BOOKMARK_HEADER, d1Session } from "./session";
+import { utf8Body } from "./utf8-body";
 
 const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -55,6 +56,7 @@ app.use(
     },
   }),
 );
+app.use(utf8Body);
 
 registerSecuritySchemes(app);
 const routes = app.route("/", health).route("/", jobs).route("/", agents).route("/", keys);

@@ -55,6 +55,15 @@ export async function call(
   path: string,
   options: CallOptions = {},
 ): Promise<Response> {
+  return exports.default.fetch(await buildRequest(method, path, options));
+}
+
+/** The request call() sends: the admin key unless told otherwise, a JSON body when given one. */
+export async function buildRequest(
+  method: string,
+  path: string,
+  options: CallOptions = {},
+): Promise<Request> {
   const headers = new Headers(options.headers);
   const key = options.key === undefined ? await admin() : options.key;
   if (key !== null && !headers.has("Authorization")) headers.set("Authorization", `Bearer ${key}`);
@@ -63,7 +72,7 @@ export async function call(
     body = JSON.stringify(options.body);
     if (!headers.has("Content-Type")) headers.set("Content-Type", "application/json");
   }
-  return exports.default.fetch(new Request(`${BASE}${path}`, { method, headers, body }));
+  return new Request(`${BASE}${path}`, { method, headers, body });
 }
 
 export async function parse<T extends z.ZodType>(

@@ -3,6 +3,19 @@ import { EVENT_NAMES, JOB_STATUSES } from "../domain/status";
 import { parseTarget } from "../domain/target";
 
 export const MAX_OPERATION_BYTES = 64 * 1024;
+export const MAX_OPERATION_DEPTH = 64;
+
+/** Without recursion: SQLite's JSON functions refuse documents nested over 1000 levels. */
+function nestsDeeperThan(value: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  for (let next = stack.pop(); next; next = stack.pop()) {
+    const [item, depth] = next;
+    if (typeof item !== "object" || item === null) continue;
+    if (depth > limit) return true;
+    for (const child of Object.values(item)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
 
 const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
@@ -33,6 +46,9 @@ export const TargetSchema = z
 export const OperationSchema = z
   .looseObject({
     type: z.string().min(1, "must be a non-empty string").openapi({ example: "node.hostname.get" }),
+  })
+  .refine((operation) => !nestsDeeperThan(operation, MAX_OPERATION_DEPTH), {
+    message: `must nest at most ${MAX_OPERATION_DEPTH} levels`,
   })
   .refine(
     (operation) =>

@@ -1,0 +1,21 @@
+import type { MiddlewareHandler } from "hono";
+import type { AppEnv } from "./app";
+import { ApiError } from "./errors";
+
+const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json\s*(;|$)/i;
+
+/**
+ * A JSON body must be UTF-8: the platform's decoder would otherwise swap bad bytes for U+FFFD
+ * and the job would not store what the client sent. The body stays cached for the validator.
+ */
+export const utf8Body: MiddlewareHandler<AppEnv> = async (c, next) => {
+  if (c.req.raw.body && JSON_MEDIA_TYPE.test(c.req.header("Content-Type") ?? "")) {
+    const bytes = await c.req.arrayBuffer();
+    try {
+      new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+    } catch {
+      throw new ApiError(400, "malformed request body", "the body is not valid UTF-8");
+    }
+  }
+  return next();
+};
