@@ -51,13 +51,40 @@ export const CHECKS: Record<string, string> = {
   job_revision_behind_its_changes: `SELECT j.id AS subject, CAST(j.revision AS TEXT) AS ref
     FROM jobs j
     WHERE j.revision < j.created_revision
-       OR j.revision < (SELECT COALESCE(MAX(e.revision), 0) FROM job_events e WHERE e.job_id = j.id)`,
-  job_revisions_not_increasing_in_commit_order: `SELECT id AS subject, CAST(created_revision AS TEXT) AS ref
+       OR j.revision < (SELECT COALESCE(MAX(e.revision), 0) FROM job_events e WHERE e.job_id = j.id)
+       OR j.revision < (SELECT COALESCE(MAX(a.revision), 0) FROM job_agents a WHERE a.job_id = j.id)`,
+  job_revisions_decreasing_in_commit_order: `SELECT id AS subject, CAST(created_revision AS TEXT) AS ref
     FROM (SELECT id, created_revision, LAG(created_revision) OVER (ORDER BY seq) AS previous FROM jobs)
-    WHERE created_revision <= previous`,
+    WHERE created_revision < previous`,
   event_revisions_decreasing_in_commit_order: `SELECT CAST(seq AS TEXT) AS subject, CAST(revision AS TEXT) AS ref
     FROM (SELECT seq, revision, LAG(revision) OVER (ORDER BY seq) AS previous FROM job_events)
     WHERE revision < previous`,
+  status_differs_from_events: `WITH agent AS (
+      SELECT job_id, hostname, SUM(event = 'failed') AS failed,
+        MAX(CASE event WHEN 'acknowledged' THEN 1 WHEN 'started' THEN 2 WHEN 'completed' THEN 4 ELSE 3 END) AS p
+      FROM job_events WHERE event NOT IN ('submitted', 'retried') GROUP BY job_id, hostname),
+    derived AS (
+      SELECT job_id, CASE
+        WHEN SUM(p <= 2) > 0 THEN 'processing'
+        WHEN SUM(p = 3 AND failed > 0) > 0 AND SUM(p = 4) > 0 THEN 'partial_failure'
+        WHEN SUM(p = 3 AND failed > 0) > 0 THEN 'failed'
+        WHEN SUM(p = 3) = COUNT(*) THEN 'skipped'
+        ELSE 'completed' END AS status
+      FROM agent GROUP BY job_id)
+    SELECT j.id AS subject, j.status || ' stored, ' || COALESCE(d.status, 'unprocessed') || ' from its events' AS ref
+    FROM jobs j LEFT JOIN derived d ON d.job_id = j.id WHERE j.status <> COALESCE(d.status, 'unprocessed')`,
+  any_job_held_by_two_agents: `SELECT a.job_id AS subject, GROUP_CONCAT(a.hostname) AS ref
+    FROM job_agents a JOIN jobs j ON j.id = a.job_id
+    WHERE j.target_hostname = '_any' AND a.state IN ('acknowledged', 'started', 'completed', 'failed')
+    GROUP BY a.job_id HAVING COUNT(*) > 1`,
+  agent_state_without_its_event: `SELECT a.job_id AS subject, a.hostname || ' ' || a.state AS ref
+    FROM job_agents a
+    WHERE a.state <> 'pending' AND NOT EXISTS (SELECT 1 FROM job_events e
+      WHERE e.job_id = a.job_id AND e.hostname = a.hostname AND e.event = a.state)`,
+  agent_row_without_job: `SELECT a.job_id AS subject, a.hostname AS ref
+    FROM job_agents a WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = a.job_id)`,
+  agent_revision_ahead_of_store: `SELECT a.job_id AS subject, CAST(a.revision AS TEXT) AS ref
+    FROM job_agents a WHERE a.revision > ${STORE}`,
 };
 
 export type Violation = { check: string; subject: string; ref: string | null };
