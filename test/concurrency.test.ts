@@ -258,15 +258,20 @@ describe("hundreds of concurrent writers", () => {
   });
 });
 
+async function registerAgents(prefix: string, count: number): Promise<string[]> {
+  const agents = Array.from(
+    { length: count },
+    (_, i) => `${prefix}-${i}-${crypto.randomUUID().slice(0, 6)}`,
+  );
+  for (const hostname of agents) {
+    expect((await direct("PUT", `/agent/${hostname}`, { body: {} })).status).toBe(200);
+  }
+  return agents;
+}
+
 describe("agents racing for claims", () => {
   it("never share an _any job, while jobs are created, retried and deleted under them", async () => {
-    const agents = Array.from(
-      { length: 6 },
-      (_, i) => `racer-${i}-${crypto.randomUUID().slice(0, 6)}`,
-    );
-    for (const hostname of agents) {
-      expect((await direct("PUT", `/agent/${hostname}`, { body: {} })).status).toBe(200);
-    }
+    const agents = await registerAgents("racer", 6);
     const jobs = (await Promise.all(Array.from({ length: 60 }, () => create("race.claim")))).map(
       (j) => j.job_id,
     );
@@ -332,13 +337,7 @@ describe("agents racing for claims", () => {
   });
 
   it("never share one when leases run out mid-race: late reports race the agents taking over", async () => {
-    const agents = Array.from(
-      { length: 5 },
-      (_, i) => `lease-${i}-${crypto.randomUUID().slice(0, 6)}`,
-    );
-    for (const hostname of agents) {
-      expect((await direct("PUT", `/agent/${hostname}`, { body: {} })).status).toBe(200);
-    }
+    const agents = await registerAgents("lease", 5);
     await Promise.all(Array.from({ length: 25 }, () => create("race.lease")));
     const claimAll = async () =>
       (
