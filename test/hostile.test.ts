@@ -1,6 +1,7 @@
 import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { ClaimResultSchema } from "../src/schemas/agent";
 import { JobSchema } from "../src/schemas/job";
 import { checkConsistency, onD1 } from "./consistency";
 import { direct } from "./direct-fetch";
@@ -574,10 +575,150 @@ describe("hostile requests at every route of the document", { timeout: 120_000 }
     );
   });
 
+  it("refuse malformed hostnames, claims and registrations at the agent routes", async () => {
+    const agentRoutes = routes.filter((r) => r.path.startsWith("/agent/{hostname}"));
+    const badHostname = fc
+      .oneof(hostileString, malformedId, fc.constantFrom("-web", ".web", "_web", "a".repeat(254)))
+      .filter((h) => !/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(h) && h !== "." && h !== "..");
+    const badClaim = fc.oneof(
+      fc
+        .oneof(fc.integer({ max: 0 }), fc.integer({ min: 101 }), fc.double({ noInteger: true }))
+        .map((limit) => ({ limit })),
+      fc
+        .oneof(fc.integer({ max: 4 }), fc.integer({ min: 3601 }), fc.constant("60"))
+        .map((lease_seconds) => ({ lease_seconds })),
+      fc
+        .string({ minLength: 1 })
+        .filter((k) => !["limit", "lease_seconds"].includes(k))
+        .map((k) => ({ [k]: 1 })),
+    );
+    const badLabels = fc.oneof(
+      fc.dictionary(
+        fc.string({ minLength: 1 }).filter((k) => !/^[A-Za-z0-9_-]+$/.test(k)),
+        fc.constant("v"),
+        { minKeys: 1 },
+      ),
+      fc.dictionary(
+        fc.constantFrom("group", "os"),
+        hostileString.filter((v) => !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(v)),
+        { minKeys: 1 },
+      ),
+      fc
+        .integer({ min: 65, max: 200 })
+        .map((n) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, "v"]))),
+      fc.constantFrom(null, "group:web", ["a"], 7),
+    );
+    await check(
+      fc.oneof(
+        fc.tuple(fc.constantFrom(...agentRoutes), badHostname).map(([route, hostname]) => ({
+          label: "malformed hostname",
+          method: route.method,
+          path: route.path
+            .replace("{hostname}", encodeURIComponent(hostname))
+            .replace("{id}", jobId),
+          headers: route.operation.requestBody ? JSON_TYPE : undefined,
+          body: route.operation.requestBody ? "{}" : undefined,
+          refuse: true,
+        })),
+        badClaim.map((body) => ({
+          label: "bad claim",
+          method: "POST",
+          path: "/agent/web-01/claim",
+          headers: JSON_TYPE,
+          body: JSON.stringify(body),
+          refuse: true,
+        })),
+        badLabels.map((labels) => ({
+          label: "bad labels",
+          method: "PUT",
+          path: `/agent/hostile-${crypto.randomUUID().slice(0, 8)}`,
+          headers: JSON_TYPE,
+          body: JSON.stringify({ labels }),
+          refuse: true,
+        })),
+      ),
+    );
+  });
+
+  it("refuse malformed reports from the agent holding the job, and store accepted ones as sent", async () => {
+    const agent = `hostile-agent-${crypto.randomUUID().slice(0, 8)}`;
+    expect((await direct("PUT", `/agent/${agent}`, { body: {} })).status).toBe(200);
+    const deep = (n: number) => JSON.parse(`${"[".repeat(n)}${"]".repeat(n)}`) as unknown;
+    const report: fc.Arbitrary<{ refuse: boolean; body: { event?: unknown }; depth?: number }> =
+      fc.oneof(
+        fc
+          .tuple(
+            fc.oneof(fc.jsonValue(), hostileString),
+            fc.option(fc.boolean(), { nil: undefined }),
+          )
+          .map(([result, changed]) => ({
+            refuse: false,
+            body: { event: "completed", result, changed } as Record<string, unknown>,
+          })),
+        fc
+          .integer({ min: 65, max: 20_000 })
+          .map((depth) => ({ refuse: true, depth, body: { event: "completed" } })),
+        hostileString
+          .filter((e) => e.length <= 4096)
+          .map((error) => ({ refuse: false, body: { event: "failed", error } })),
+        fc
+          .oneof(
+            fc
+              .string()
+              .filter(
+                (e) => !["acknowledged", "started", "completed", "failed", "skipped"].includes(e),
+              )
+              .map((event) => ({ event })),
+            fc.constant({ event: "started", result: 1 }),
+            fc.constant({ event: "failed" }),
+            fc.constant({ event: "completed", error: "" }),
+            fc
+              .integer({ min: 4097, max: 10_000 })
+              .map((n) => ({ event: "failed", error: "e".repeat(n) })),
+            fc
+              .integer({ min: 64 * 1024, max: 200_000 })
+              .map((n) => ({ event: "completed", result: "r".repeat(n) })),
+            fc.constant({ event: "completed", changed: "yes" }),
+            fc
+              .string({ minLength: 1 })
+              .filter((k) => !["event", "result", "changed", "error"].includes(k))
+              .map((k) => ({ event: "completed", [k]: 1 })),
+          )
+          .map((body) => ({ refuse: true, body })),
+      );
+    await fc.assert(
+      fc.asyncProperty(report, async ({ refuse, body: sent, depth }) => {
+        const body = depth ? { ...sent, result: deep(depth) } : sent;
+        const id = (await createJob({ type: "hostile.report" }, agent)).job_id;
+        const claimed = await direct("POST", `/agent/${agent}/claim`, { body: { limit: 100 } });
+        const { jobs } = ClaimResultSchema.parse(await claimed.json());
+        expect(jobs.map((j) => j.id)).toContain(id);
+        const request = {
+          label: `report ${JSON.stringify(body).slice(0, 60)}`,
+          method: "POST",
+          path: `/agent/${agent}/job/${id}/event`,
+          headers: JSON_TYPE,
+          body: JSON.stringify(body),
+          refuse,
+        };
+        await holds(request);
+        const job = JobSchema.parse(await (await direct("GET", `/job/${id}`)).json());
+        const answered = job.timeline.some((t) => t.event === body.event && t.hostname === agent);
+        if (refuse) expect(answered).toBe(false);
+        else if (answered && body.event === "completed") {
+          expect(job.result).toEqual(JSON.parse(JSON.stringify(body)).result);
+        }
+      }),
+      { numRuns: RUNS / 2 },
+    );
+  });
+
   it("left the store consistent", async () => {
     const job = JobSchema.parse(await (await direct("GET", `/job/${jobId}`)).json());
     expect(job.operation).toEqual({ type: "hostile.target", data: { keep: true } });
-    expect(job.timeline.map((t) => t.event)).toEqual(["submitted"]);
+    expect(job.timeline.map((t) => t.event).filter((e) => e !== "acknowledged")).toEqual([
+      "submitted",
+    ]);
     expect(await checkConsistency(onD1(env.DB))).toEqual([]);
   });
 
@@ -585,5 +726,52 @@ describe("hostile requests at every route of the document", { timeout: 120_000 }
     const key = await admin();
     expect(logged.length).toBeGreaterThan(RUNS);
     expect(logged.filter((line) => line.includes(key.slice(18)))).toEqual([]);
+  });
+});
+
+describe("what this suite found, each pinned by an example", () => {
+  it("an operation nested past 64 levels is a 400: it used to be stored, and its retry answered 500", async () => {
+    const data = JSON.parse(`${"[".repeat(1500)}${"]".repeat(1500)}`);
+    const error = await expectError(
+      await direct("POST", "/job", { body: { operation: { type: "deep", data } } }),
+      400,
+    );
+    expect(error.details).toContain("must nest at most 64 levels");
+    const ok = JSON.parse(`${"[".repeat(60)}${"]".repeat(60)}`);
+    const created = await direct("POST", "/job", {
+      body: { operation: { type: "deep", data: ok } },
+    });
+    expect(created.status).toBe(201);
+    const { job_id } = (await created.json()) as { job_id: string };
+    expect((await direct("POST", `/job/${job_id}/retry`)).status).toBe(201);
+  });
+
+  it("a body that is not UTF-8 is a 400: bad bytes used to be stored as U+FFFD", async () => {
+    const bytes = new TextEncoder().encode('{"operation":{"type":"x?"}}');
+    bytes[23] = 0xff;
+    const response = await direct("POST", "/job", { rawBody: bytes, headers: JSON_TYPE });
+    expect(await expectError(response, 400)).toEqual({
+      error: "malformed request body",
+      details: "the body is not valid UTF-8",
+      code: 400,
+    });
+  });
+
+  it("a trailing slash is an unknown path: it used to be a 405 whose Allow listed the method", async () => {
+    await expectError(await direct("GET", "/job/"), 404);
+    await expectError(await direct("POST", `/job/${jobId}/retry/`), 404);
+  });
+
+  it("an agent result nested past 64 levels is a 400: it used to be stored, and the job then answered 500", async () => {
+    const agent = `deep-${crypto.randomUUID().slice(0, 8)}`;
+    expect((await direct("PUT", `/agent/${agent}`, { body: {} })).status).toBe(200);
+    const { job_id } = await createJob({ type: "deep.result" }, agent);
+    await direct("POST", `/agent/${agent}/claim`, { body: { limit: 100 } });
+    const result = JSON.parse(`${"[".repeat(15000)}${"]".repeat(15000)}`);
+    const refused = await direct("POST", `/agent/${agent}/job/${job_id}/event`, {
+      body: { event: "completed", result },
+    });
+    expect((await expectError(refused, 400)).details).toContain("must nest at most 64 levels");
+    expect((await direct("GET", `/job/${job_id}`)).status).toBe(200);
   });
 });

@@ -1,6 +1,12 @@
 import { z } from "@hono/zod-openapi";
 import { HOSTNAME, isLabelKey, isLabelValue } from "../domain/target";
-import { JobIdParamsSchema, JobStatusSchema, OperationSchema } from "./job";
+import {
+  JobIdParamsSchema,
+  JobStatusSchema,
+  MAX_OPERATION_DEPTH,
+  nestsDeeperThan,
+  OperationSchema,
+} from "./job";
 
 export const MAX_LABELS = 64;
 export const MAX_RESULT_BYTES = 64 * 1024;
@@ -161,6 +167,10 @@ export const AgentEventBodySchema = z
   .refine((body) => body.event !== "failed" || body.error !== undefined, {
     message: "failed needs an error",
     path: ["error"],
+  })
+  .refine((body) => !nestsDeeperThan(body.result, MAX_OPERATION_DEPTH), {
+    message: `must nest at most ${MAX_OPERATION_DEPTH} levels`,
+    path: ["result"],
   })
   .refine(
     (body) =>

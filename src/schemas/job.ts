@@ -6,7 +6,7 @@ export const MAX_OPERATION_BYTES = 64 * 1024;
 export const MAX_OPERATION_DEPTH = 64;
 
 /** Without recursion: SQLite's JSON functions refuse documents nested over 1000 levels. */
-function nestsDeeperThan(value: unknown, limit: number): boolean {
+export function nestsDeeperThan(value: unknown, limit: number): boolean {
   const stack: [unknown, number][] = [[value, 1]];
   for (let next = stack.pop(); next; next = stack.pop()) {
     const [item, depth] = next;
