@@ -7,6 +7,7 @@ import { authenticate } from "./auth/middleware";
 import { ApiError, notFoundOrMethodNotAllowed, onError } from "./errors";
 import { requestLog } from "./logging";
 import { rateLimit } from "./rate-limit";
+import { scheduled } from "./retention";
 import { agents } from "./routes/agents";
 import { health } from "./routes/health";
 import { jobs } from "./routes/jobs";
@@ -94,4 +95,5 @@ app.onError(onError);
 app.notFound(notFoundOrMethodNotAllowed(app.routes));
 
 export type AppType = typeof routes;
-export default app;
+export { app };
+export default { fetch: app.fetch, scheduled } satisfies ExportedHandler<Env>;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import app from "../src/index";
+import { app } from "../src/index";
 import { call, createKey, expectError } from "./helpers";
 
 type Parameter = {

@@ -392,6 +392,39 @@ export async function deleteJob(db: Db, id: string, ifMatch?: number[]): Promise
   return (results[0]?.meta.changes ?? 0) > 0;
 }
 
+// seq is commit order, so the oldest jobs come first: a batch reads at most `limit` jobs
+// however large the table, and no index on created_at is needed.
+const EXPIRED_JOBS =
+  "SELECT seq FROM (SELECT seq, created_at FROM jobs ORDER BY seq LIMIT ?) WHERE created_at < ?";
+
+/**
+ * Retention, one batch: of the `limit` oldest jobs, those created before `cutoff` go with their
+ * events and agent rows, the counters follow, and the batch takes a revision if any went.
+ * Returns how many jobs went.
+ */
+export async function deleteJobsCreatedBefore(
+  db: Db,
+  cutoff: string,
+  limit: number,
+): Promise<number> {
+  const write = beginWrite(db, { sql: `EXISTS (${EXPIRED_JOBS})`, params: [limit, cutoff] });
+  const expiredIds = `SELECT id FROM jobs WHERE seq IN (${EXPIRED_JOBS})`;
+  const results = await db.batch([
+    write.begin,
+    db
+      .prepare(`DELETE FROM job_events WHERE job_id IN (${expiredIds}) AND ${write.applies}`)
+      .bind(limit, cutoff),
+    db
+      .prepare(`DELETE FROM job_agents WHERE job_id IN (${expiredIds}) AND ${write.applies}`)
+      .bind(limit, cutoff),
+    db
+      .prepare(`DELETE FROM jobs WHERE seq IN (${EXPIRED_JOBS}) AND ${write.applies} RETURNING seq`)
+      .bind(limit, cutoff),
+  ]);
+  // meta.changes would also count the counter triggers' updates.
+  return results[3]?.results.length ?? 0;
+}
+
 /** The job with everything its events say; one round trip. */
 export async function findJob(db: Db, id: string): Promise<Job | null> {
   const [jobs, events] = await db.batch([
