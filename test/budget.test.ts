@@ -1,0 +1,204 @@
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import worker from "../src/index";
+import { countingD1, createCounter, type D1Counter } from "./counting-d1";
+import { createKey } from "./helpers";
+
+const SEEDED_JOBS = 10_000;
+const BASE = "http://jobs.test";
+
+/** 10,000 jobs in four statuses (none `partial_failure` or `skipped`), each with a `submitted` event. */
+async function seed() {
+  await env.DB.batch([
+    env.DB.prepare(
+      `INSERT INTO jobs (id, operation, target_hostname, status, created_at, updated_at, created_revision, revision, root_job_id, attempt)
+       WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1),
+       seeded AS MATERIALIZED (
+         SELECT i, lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-a' || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6))) AS id
+         FROM n
+       )
+       SELECT id, '{"type":"budget.seed"}', 'seed-host',
+              CASE i % 4 WHEN 0 THEN 'unprocessed' WHEN 1 THEN 'processing' WHEN 2 THEN 'completed' ELSE 'failed' END,
+              strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 0, 0, id, 1
+       FROM seeded`,
+    ).bind(SEEDED_JOBS),
+    env.DB.prepare(
+      `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
+       SELECT id, 'submitted', '_api', created_at, 0, NULL FROM jobs WHERE target_hostname = 'seed-host'`,
+    ),
+  ]);
+}
+
+type Measured = {
+  response: Response;
+  body: string;
+  counter: D1Counter;
+};
+
+/** One request through the Worker's fetch with a counting D1 binding and the key cache on. */
+async function measure(
+  method: string,
+  path: string,
+  options: { key?: string; body?: unknown } = {},
+): Promise<Measured> {
+  const counter = createCounter();
+  const headers = new Headers();
+  if (options.key) headers.set("Authorization", `Bearer ${options.key}`);
+  if (options.body !== undefined) headers.set("Content-Type", "application/json");
+  const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+  const ctx = createExecutionContext();
+  const response = await worker.fetch(
+    new Request(`${BASE}${path}`, { method, headers, body }),
+    { ...env, DB: countingD1(env.DB, counter), KEY_CACHE_SECONDS: "30" },
+    ctx,
+  );
+  const text = await response.text();
+  await waitOnExecutionContext(ctx);
+  return { response, body: text, counter };
+}
+
+/** Each round trip, for failure messages: its kind, rows read and the start of its SQL. */
+function trace(counter: D1Counter): string {
+  return counter.calls
+    .map(
+      (c) =>
+        `${c.kind} read=${c.rowsRead}: ${c.sql.map((q) => q.replace(/\s+/g, " ").slice(0, 60)).join(" | ")}`,
+    )
+    .join("\n");
+}
+
+function expectOneCall(m: Measured, status: number) {
+  expect(m.response.status, m.body).toBe(status);
+  expect(m.counter.count, trace(m.counter)).toBe(1);
+}
+
+/** job_counts has one row per status; the list reads all of them for status_counts. */
+const COUNTER_ROWS = 6;
+
+let key: string;
+
+beforeAll(async () => {
+  await seed();
+  key = await createKey(["admin"]);
+  await measure("GET", "/job?limit=1", { key });
+});
+
+async function json<T>(m: Measured): Promise<T> {
+  return JSON.parse(m.body) as T;
+}
+
+async function newJob(target?: string): Promise<string> {
+  const body =
+    target === undefined
+      ? { operation: { type: "budget" } }
+      : { operation: { type: "budget" }, target_hostname: target };
+  const created = await measure("POST", "/job", { key, body });
+  expectOneCall(created, 201);
+  return (await json<{ job_id: string }>(created)).job_id;
+}
+
+describe("D1 budget with 10,000 jobs, key already verified", () => {
+  it("POST /job, GET /job/{id}, POST /job/{id}/retry, POST /job/retry and DELETE /job/{id} are one round trip each", async () => {
+    const id = await newJob();
+    expectOneCall(await measure("GET", `/job/${id}`, { key }), 200);
+    const retry = await measure("POST", `/job/${id}/retry`, { key });
+    expectOneCall(retry, 201);
+    expect(retry.counter.calls[0]?.kind).toBe("batch");
+    expectOneCall(await measure("POST", "/job/retry", { key, body: { job_ids: [id] } }), 200);
+    expectOneCall(await measure("DELETE", `/job/${id}`, { key }), 204);
+    expectOneCall(await measure("GET", "/health"), 200);
+  });
+
+  it("GET /job is one round trip, filtered or not, for any page", async () => {
+    for (const query of ["", "?status=failed", "?status=submitted&limit=100&offset=300"]) {
+      expectOneCall(await measure("GET", `/job${query}`, { key }), 200);
+    }
+  });
+
+  it("answers 404 for a missing job in at most one more round trip", async () => {
+    const missing = crypto.randomUUID();
+    expectOneCall(await measure("GET", `/job/${missing}`, { key }), 404);
+    for (const [method, path] of [
+      ["POST", `/job/${missing}/retry`],
+      ["DELETE", `/job/${missing}`],
+    ] as const) {
+      const m = await measure(method, path, { key });
+      expect(m.response.status).toBe(404);
+      expect(m.counter.count, trace(m.counter)).toBeLessThanOrEqual(2);
+    }
+  });
+
+  it("agent endpoints are one round trip each: register, list, claim, report, deregister", async () => {
+    const host = `budget-${crypto.randomUUID().slice(0, 8)}`;
+    expectOneCall(await measure("PUT", `/agent/${host}`, { key, body: {} }), 200);
+    expectOneCall(await measure("GET", "/agent", { key }), 200);
+    await newJob(host);
+    const claim = await measure("POST", `/agent/${host}/claim`, { key, body: {} });
+    expectOneCall(claim, 200);
+    const [claimed] = (await json<{ jobs: { id: string }[] }>(claim)).jobs;
+    const id = claimed?.id;
+    expect(id).toBeDefined();
+    const path = `/agent/${host}/job/${id}/event`;
+    expectOneCall(await measure("POST", path, { key, body: { event: "started" } }), 200);
+    const done = { event: "completed", result: { ok: true }, changed: false };
+    expectOneCall(await measure("POST", path, { key, body: done }), 200);
+    expectOneCall(await measure("DELETE", `/agent/${host}`, { key }), 204);
+  });
+});
+
+describe("D1 budget with 10,000 jobs, key not yet verified", () => {
+  it("takes one more round trip to look the key up, plus a last-used write (not awaited) at most once a minute", async () => {
+    const fresh = await createKey(["job:read", "job:write"]);
+    const first = await measure("GET", "/job", { key: fresh });
+    expect(first.response.status).toBe(200);
+    expect(first.counter.count, trace(first.counter)).toBe(3);
+    expect(first.counter.calls.map((c) => c.sql[0]?.split(" ").slice(0, 3).join(" "))).toEqual(
+      expect.arrayContaining(["SELECT * FROM", "UPDATE api_keys SET"]),
+    );
+
+    const recent = await createKey(["job:read"]);
+    await env.DB.prepare("UPDATE api_keys SET last_used_at = ?1 WHERE prefix = ?2")
+      .bind(new Date().toISOString(), recent.slice(0, 17))
+      .run();
+    const again = await measure("GET", "/job", { key: recent });
+    expect(again.response.status).toBe(200);
+    expect(again.counter.count, trace(again.counter)).toBe(2);
+
+    const cached = await measure("GET", "/job", { key: fresh });
+    expectOneCall(cached, 200);
+  });
+});
+
+describe("rows read with 10,000 jobs", () => {
+  it("GET /job reads the page (offset + limit jobs) and the counters, whatever the filter", async () => {
+    const pages = [
+      { limit: 10, offset: 0 },
+      { limit: 100, offset: 0 },
+      { limit: 100, offset: 2000 },
+    ];
+    for (const filter of ["", "status=failed&", "status=unprocessed&", "status=partial_failure&"]) {
+      for (const { limit, offset } of pages) {
+        const m = await measure("GET", `/job?${filter}limit=${limit}&offset=${offset}`, { key });
+        expectOneCall(m, 200);
+        const { items, total_items } = await json<{ items: unknown[]; total_items: number }>(m);
+        expect(items.length).toBe(Math.max(0, Math.min(limit, total_items - offset)));
+        expect(m.counter.rowsRead, `${filter} ${limit} ${offset}`).toBeLessThanOrEqual(
+          offset + limit + COUNTER_ROWS,
+        );
+      }
+    }
+  });
+
+  it("GET /job/{id} reads the job and its events, nothing else", async () => {
+    const id = await newJob();
+    for (let i = 0; i < 3; i++)
+      expectOneCall(await measure("POST", `/job/${id}/retry`, { key }), 201);
+    const m = await measure("GET", `/job/${id}`, { key });
+    expectOneCall(m, 200);
+    const events = (await json<{ timeline: unknown[] }>(m)).timeline.length;
+    expect(events).toBe(4);
+    // The job row, its events, and one step into the id index.
+    expect(m.counter.rowsRead).toBeLessThanOrEqual(1 + events + 1);
+  });
+});
