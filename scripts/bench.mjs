@@ -392,7 +392,7 @@ const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}×` : "");
 
 function table(results) {
   const lines = [
-    "| endpoint | Worker | jobs | req/s | p50 ms | p99 ms | CPU ms | D1 calls | rows read | req/s ÷ baseline | CPU ÷ baseline | req/s ÷ smallest |",
+    `| endpoint | Worker | jobs | req/s | p50 ms | p99 ms | CPU ms | D1 calls | rows read | req/s ÷ baseline | CPU ÷ baseline | req/s ÷ ${label(results[0].jobs)} |`,
     "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
   const first = results[0];
@@ -461,7 +461,7 @@ try {
   const bundle = bundleSize();
   const cpus = os.cpus();
   console.log(
-    `\n${new Date().toISOString().slice(0, 10)} · ${cpus.length} × ${cpus[0]?.model.trim()} · ${Math.round(os.totalmem() / 2 ** 30)} GB · Node ${process.version} · median of ${ROUNDS} rounds of ${SECONDS} s, ${CONNECTIONS} connections, wrangler dev with local D1\n`,
+    `\n${new Date().toISOString().slice(0, 10)} · ${cpus.length} × ${cpus[0]?.model.trim()} · ${Math.round(os.totalmem() / 2 ** 30)} GB · Node ${process.version} · median of ${ROUNDS} round(s) of ${SECONDS} s, ${CONNECTIONS} connections, wrangler dev with local D1\n`,
   );
   console.log(table(results));
   console.log(`\n${targets(results)}\n`);
