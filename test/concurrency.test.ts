@@ -1,10 +1,18 @@
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { AgentEventResultSchema, ClaimResultSchema } from "../src/schemas/agent";
 import { JobAcceptedSchema, JobSchema } from "../src/schemas/job";
 import { checkConsistency, onD1 } from "./consistency";
 import { direct } from "./direct-fetch";
 import { expectError } from "./helpers";
+
+beforeAll(() => {
+  vi.spyOn(console, "log").mockImplementation(() => {});
+});
+
+afterAll(() => {
+  vi.restoreAllMocks();
+});
 
 /** Every job this file deleted (204): the check allows lineage that points at them. */
 const deleted = new Set<string>();
