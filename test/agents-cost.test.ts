@@ -1,27 +1,13 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { claimJobs } from "../src/db/agents";
-import type { Db } from "../src/db/session";
 import { host, register, reportOk } from "./agents-helpers";
+import { countingD1, createCounter } from "./counting-d1";
 import { createJob } from "./helpers";
 
-/** The database, counting round trips and the rows D1 says they read. */
-function counted() {
-  const cost = { calls: 0, rowsRead: 0 };
-  const db: Db = {
-    prepare: (sql) => env.DB.prepare(sql),
-    batch: async (statements) => {
-      const results = await env.DB.batch(statements);
-      cost.calls++;
-      cost.rowsRead += results.reduce((sum, r) => sum + (r.meta.rows_read ?? 0), 0);
-      return results;
-    },
-  };
-  return { db, cost };
-}
-
 async function measureClaim(hostname: string) {
-  const { db, cost } = counted();
+  const counter = createCounter();
+  const db = countingD1(env.DB, counter);
   const now = Date.now();
   const jobs = await claimJobs(db, {
     hostname,
@@ -30,7 +16,7 @@ async function measureClaim(hostname: string) {
     limit: 10,
     maxDeliveries: 5,
   });
-  return { jobs: jobs ?? [], ...cost };
+  return { jobs: jobs ?? [], calls: counter.count, rowsRead: counter.rowsRead };
 }
 
 /** Finished `_any` jobs the agent answered, and work waiting for other agents. */
