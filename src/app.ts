@@ -2,10 +2,11 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import type { VerifiedKey } from "./auth/api-key";
 import type { Db } from "./db/session";
 import { ApiError } from "./errors";
+import type { WriteNote } from "./logging";
 
 export type AppEnv = {
   Bindings: Env;
-  Variables: { requestId: string; apiKey: VerifiedKey; db: Db };
+  Variables: { requestId: string; apiKey: VerifiedKey; db: Db; written: WriteNote };
 };
 
 const TARGET_NAMES: Record<string, string> = {

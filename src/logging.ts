@@ -21,7 +21,6 @@ export type RequestLog = {
 };
 
 const JOB_PATH = /\/job\/([0-9a-fA-F-]{36})(?:\/|$)/;
-const JOB_LOCATION = /^\/job\/([0-9a-f-]{36})$/;
 
 function routePattern(c: Context<AppEnv>): string | null {
   const route = matchedRoutes(c)
@@ -36,20 +35,12 @@ function presentedPrefix(c: Context<AppEnv>): string | undefined {
   return keyPrefix(token) ?? undefined;
 }
 
-async function writeOutcome(c: Context<AppEnv>): Promise<{ job_id?: string; revision?: number }> {
-  if (c.req.method === "GET" || c.res.status >= 300) return {};
-  if (!c.res.headers.get("Content-Type")?.startsWith("application/json")) return {};
-  try {
-    const body: unknown = await c.res.clone().json();
-    if (typeof body !== "object" || body === null) return {};
-    const { job_id, revision } = body as Record<string, unknown>;
-    return {
-      ...(typeof job_id === "string" ? { job_id } : {}),
-      ...(typeof revision === "number" ? { revision } : {}),
-    };
-  } catch {
-    return {};
-  }
+/** What a write answered, for its request's log line: the job it wrote and the revision it took. */
+export type WriteNote = { job_id?: string; revision?: number | null };
+
+/** Handlers of writes name their outcome here, so the log line need not read the response back. */
+export function noteWrite(c: Context<AppEnv>, note: WriteNote): void {
+  c.set("written", note);
 }
 
 export const requestLog: MiddlewareHandler<AppEnv> = async (c, next) => {
@@ -70,15 +61,14 @@ export const requestLog: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (key) line.key_id = key.id;
   if (prefix) line.key_prefix = prefix;
   const pathJob = JOB_PATH.exec(c.req.path)?.[1]?.toLowerCase();
-  const outcome = await writeOutcome(c);
-  const located = JOB_LOCATION.exec(c.res.headers.get("Location") ?? "")?.[1];
+  const outcome = c.res.status < 300 ? (c.get("written") ?? {}) : {};
   if (pathJob) line.job_id = pathJob;
-  const newJob = located ?? outcome.job_id;
+  const newJob = outcome.job_id;
   if (newJob && newJob !== pathJob) {
     if (pathJob) line.new_job_id = newJob;
     else line.job_id = newJob;
   }
-  if (outcome.revision !== undefined) line.revision = outcome.revision;
+  if (typeof outcome.revision === "number") line.revision = outcome.revision;
   if (status >= 500 && c.error) line.error = c.error.message;
   console.log(JSON.stringify(line));
 };

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, type MockInstance, vi } from "vitest";
 import type { RequestLog } from "../src/logging";
+import { claim, host, register, report } from "./agents-helpers";
 import { call, createJob, createKey } from "./helpers";
 
 let log: MockInstance<typeof console.log>;
@@ -63,6 +64,37 @@ describe("the request log", () => {
     const read = (await logged(await call("GET", `/job/${job_id}`))).line;
     expect(read).toMatchObject({ route: "/job/{id}", status: 200, job_id });
     expect(read.revision).toBeUndefined();
+  });
+
+  it("names the job and revision of replays, bulk retries and agent reports", async () => {
+    const { job_id } = await createJob();
+    const send = () =>
+      call("POST", `/job/${job_id}/retry`, { headers: { "Idempotency-Key": `log-${job_id}` } });
+    const first = await send();
+    const { job_id: newId, revision } = (await first.clone().json()) as {
+      job_id: string;
+      revision: number;
+    };
+    await logged(first);
+    const replay = await send();
+    expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
+    expect((await logged(replay)).line).toMatchObject({ job_id, new_job_id: newId, revision });
+
+    const bulk = await call("POST", "/job/retry", { body: { job_ids: [job_id] } });
+    const bulkBody = (await bulk.clone().json()) as { revision: number };
+    expect((await logged(bulk)).line).toMatchObject({ status: 200, revision: bulkBody.revision });
+
+    const hostname = host("log");
+    await register(hostname);
+    const target = await createJob(undefined, hostname);
+    await claim(hostname, { limit: 100 });
+    const reported = await report(hostname, target.job_id, { event: "started" });
+    const result = (await reported.clone().json()) as { revision: number };
+    expect((await logged(reported)).line).toMatchObject({
+      route: "/agent/{hostname}/job/{id}/event",
+      job_id: target.job_id,
+      revision: result.revision,
+    });
   });
 
   it("logs refused requests with the presented prefix only, and never the secret", async () => {

@@ -11,6 +11,7 @@ import {
   upsertAgent,
 } from "../db/agents";
 import { ApiError } from "../errors";
+import { noteWrite } from "../logging";
 import {
   AgentEventBodySchema,
   AgentEventResultSchema,
@@ -204,7 +205,10 @@ export const agents = createRouter()
       body,
       now: new Date().toISOString(),
     });
-    if (outcome) return c.json(outcome, 200);
+    if (outcome) {
+      noteWrite(c, outcome);
+      return c.json(outcome, 200);
+    }
     const refusal = await findReportRefusal(c.var.db, id, hostname);
     if (!refusal.jobExists) throw new ApiError(404, `job not found: ${id}`);
     if (refusal.holder !== null)

@@ -16,6 +16,7 @@ import {
 } from "../db/jobs";
 import { ApiError } from "../errors";
 import { idempotencyOf, replayOf } from "../idempotency";
+import { noteWrite } from "../logging";
 import { etagOf, ifMatchRevisions, noneMatchHits } from "../preconditions";
 import { errorResponses } from "../schemas/error";
 import {
@@ -243,10 +244,12 @@ export const jobs = createRouter()
     });
     if (result.kind === "replayed" && idempotency) {
       const { body: stored, headers } = replayOf<JobAccepted>(idempotency, result.stored);
+      noteWrite(c, stored);
       return c.json(stored, 201, headers);
     }
     if (result.kind === "refused") throw targetNotFound(body.target_hostname ?? "_any");
     const job = written(result);
+    noteWrite(c, job);
     c.header("Location", `/job/${job.job_id}`);
     return c.json(job, 201);
   })
@@ -267,6 +270,7 @@ export const jobs = createRouter()
     });
     if (result.kind === "replayed" && idempotency) {
       const { body: stored, headers } = replayOf<BulkRetryBody>(idempotency, result.stored);
+      noteWrite(c, { revision: stored.revision });
       return c.json(stored, 200, headers);
     }
     const retried = written(result);
@@ -276,6 +280,7 @@ export const jobs = createRouter()
       !(await isTargetFound(c.var.db, target))
     )
       throw targetNotFound(target);
+    noteWrite(c, { revision: retried.revision });
     return c.json(retried, 200);
   })
   .openapi(getJob, async (c) => {
@@ -309,10 +314,12 @@ export const jobs = createRouter()
     });
     if (result.kind === "replayed" && idempotency) {
       const { body: stored, headers } = replayOf<JobAccepted>(idempotency, result.stored);
+      noteWrite(c, stored);
       return c.json(stored, 201, headers);
     }
     if (result.kind === "refused") throw await refusal(c.var.db, id, ifMatch, target);
     const job = written(result);
+    noteWrite(c, job);
     c.header("Location", `/job/${job.job_id}`);
     return c.json(job, 201);
   });
