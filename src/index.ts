@@ -18,34 +18,43 @@ import { utf8Body } from "./utf8-body";
 
 const MAX_BODY_BYTES = 1024 * 1024;
 
+const browserCors = cors({
+  origin: (origin, c) => (c.env.CORS_ORIGINS.split(",").includes(origin) ? origin : null),
+  allowHeaders: [
+    "Authorization",
+    "X-API-Key",
+    "Content-Type",
+    "Idempotency-Key",
+    "If-Match",
+    "If-None-Match",
+    BOOKMARK_HEADER,
+    "X-Request-Id",
+  ],
+  exposeHeaders: [
+    "Location",
+    "ETag",
+    "Retry-After",
+    "Idempotent-Replayed",
+    BOOKMARK_HEADER,
+    "X-Request-Id",
+  ],
+  maxAge: 600,
+});
+
 const app = createRouter();
 
 app.use(requestId());
 app.use(requestLog);
-app.use(
-  cors({
-    origin: (origin, c) => (c.env.CORS_ORIGINS.split(",").includes(origin) ? origin : null),
-    allowHeaders: [
-      "Authorization",
-      "X-API-Key",
-      "Content-Type",
-      "Idempotency-Key",
-      "If-Match",
-      "If-None-Match",
-      BOOKMARK_HEADER,
-      "X-Request-Id",
-    ],
-    exposeHeaders: [
-      "Location",
-      "ETag",
-      "Retry-After",
-      "Idempotent-Replayed",
-      BOOKMARK_HEADER,
-      "X-Request-Id",
-    ],
-    maxAge: 600,
-  }),
-);
+/**
+ * CORS headers for browsers, the requests that carry an Origin. Hono's cors middleware writes its
+ * headers before the handler runs, which builds and then merges a second response on every
+ * request; the others need only `Vary: Origin`, so a cache never hands them to a browser.
+ */
+app.use(async (c, next) => {
+  if (c.req.header("Origin") !== undefined) return browserCors(c, next);
+  await next();
+  c.header("Vary", "Origin", { append: true });
+});
 app.use(authenticate);
 app.use(rateLimit);
 app.use(d1Session);

@@ -406,6 +406,12 @@ describe("CORS", () => {
     expect(get.headers.get("Access-Control-Expose-Headers")).toContain("x-d1-bookmark");
     const other = await call("GET", "/job", { headers: { Origin: "https://evil.example" } });
     expect(other.headers.get("Access-Control-Allow-Origin")).toBeNull();
+    const plain = await call("GET", "/job");
+    expect(plain.headers.get("Access-Control-Allow-Origin")).toBeNull();
+    expect(plain.headers.get("Vary")).toContain("Origin");
+    const refused = await call("GET", "/job", { key: null });
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get("Vary")).toContain("Origin");
     expect(await admin()).toBeTruthy();
   });
 });
