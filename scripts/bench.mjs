@@ -452,8 +452,13 @@ function targets(results) {
     for (const row of result.rows.filter((r) => r.server === "service")) {
       const before = small.rows.find((r) => r.name === row.name && r.server === "service");
       const x = row.rps / before.rps;
+      const same = (rows, server) => rows.find((r) => r.name === row.name && r.server === server);
+      const baseline = same(result.rows, "baseline");
+      const alongside = baseline
+        ? `; the baseline, same SQL: ${(baseline.rps / same(small.rows, "baseline").rps).toFixed(2)}×`
+        : "";
       lines.push(
-        `${x >= 0.8 ? "met   " : "MISSED"} ${row.name} at ${label(result.jobs)}: ${x.toFixed(2)}× its rate at ${label(small.jobs)} (target ≥ 0.8)`,
+        `${x >= 0.8 ? "met   " : "MISSED"} ${row.name} at ${label(result.jobs)}: ${x.toFixed(2)}× its rate at ${label(small.jobs)} (target ≥ 0.8)${alongside}`,
       );
     }
   }

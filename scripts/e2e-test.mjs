@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // End-to-end tests against a real `wrangler dev`: the OpenAPI document validated, the operator
-// CLI, and Swagger UI in Debian's Chromium. Starts and stops its own server; prints
+// CLI, the reference agent's walkthrough, and Swagger UI in Debian's Chromium. Starts and stops its own server; prints
 // `N passed, N failed` last. E2E_PORT (default 8793) and E2E_STATE (default: a fresh temp folder).
 import { existsSync } from "node:fs";
 import { run } from "node:test";
@@ -11,6 +11,7 @@ import { startServer } from "../test/e2e/server.mjs";
 const files = [
   "test/e2e/openapi-document.test.mjs",
   "test/e2e/jobs-cli.test.mjs",
+  "test/e2e/agent.test.mjs",
   "test/browser/swagger-ui.test.mjs",
 ].map((file) => fileURLToPath(new URL(`../${file}`, import.meta.url)));
 

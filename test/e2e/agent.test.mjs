@@ -1,0 +1,95 @@
+// The README's agent walkthrough, against the running Worker: the reference agent fails a job,
+// the operator retries it with the CLI, and the agent completes the retry.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+const BASE = process.env.E2E_URL;
+const ADMIN = process.env.E2E_ADMIN_KEY;
+const script = (name) => fileURLToPath(new URL(`../../scripts/${name}`, import.meta.url));
+
+function run(name, args, key) {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [script(name), ...args],
+      { env: { PATH: process.env.PATH, JOBS_URL: BASE, JOBS_API_KEY: key } },
+      (error, stdout, stderr) => resolve({ code: error ? error.code : 0, stdout, stderr }),
+    );
+  });
+}
+
+async function api(method, route, body) {
+  const response = await fetch(`${BASE}${route}`, {
+    method,
+    headers: { Authorization: `Bearer ${ADMIN}`, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  assert.ok(response.ok, `${method} ${route}: ${response.status} ${text}`);
+  return JSON.parse(text);
+}
+
+test("a job fails on the agent, is retried from the CLI, and the retry completes", async () => {
+  const { key } = await api("POST", "/keys", {
+    name: "e2e-agent",
+    scopes: ["job:read", "job:write", "agent:read", "agent:write"],
+  });
+  const hostname = `e2e-${crypto.randomUUID().slice(0, 8)}`;
+  const dir = mkdtempSync(path.join(os.tmpdir(), "agent-e2e-"));
+  const file = path.join(dir, "motd");
+  try {
+    const registered = await run("agent.mjs", ["--hostname", hostname, "--once"], key);
+    assert.equal(registered.code, 0, registered.stderr);
+
+    const { job_id } = await api("POST", "/job", {
+      operation: { type: "cat", path: file },
+      target_hostname: hostname,
+    });
+    const failed = await run(
+      "agent.mjs",
+      ["--hostname", hostname, "--once", "--limit", "100"],
+      key,
+    );
+    assert.equal(failed.code, 0, failed.stderr);
+    const original = await api("GET", `/job/${job_id}`);
+    assert.equal(original.status, "failed");
+    assert.match(original.error, /ENOENT/);
+    assert.deepEqual(
+      original.timeline.map((entry) => entry.event),
+      ["submitted", "acknowledged", "started", "failed"],
+    );
+
+    writeFileSync(file, "hello from the agent\n");
+    const retried = await run(
+      "jobs-cli.mjs",
+      ["job", "retry", job_id, "--target", hostname, "--json"],
+      key,
+    );
+    assert.equal(retried.code, 0, retried.stderr);
+    const newId = JSON.parse(retried.stdout).job_id;
+
+    const completed = await run(
+      "agent.mjs",
+      ["--hostname", hostname, "--once", "--limit", "100"],
+      key,
+    );
+    assert.equal(completed.code, 0, completed.stderr);
+    const retry = await api("GET", `/job/${newId}`);
+    assert.equal(retry.status, "completed");
+    assert.equal(retry.retry_of, job_id);
+    assert.equal(retry.hostname, hostname);
+    assert.equal(retry.result.content, "hello from the agent\n");
+    assert.equal(
+      (await api("GET", `/job/${job_id}`)).status,
+      "failed",
+      "the original is untouched",
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
