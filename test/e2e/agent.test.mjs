@@ -1,38 +1,13 @@
 // The README's agent walkthrough, against the running Worker: the reference agent fails a job,
 // the operator retries it with the CLI, and the agent completes the retry.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { fileURLToPath } from "node:url";
+import { api, runScript } from "./helpers.mjs";
 
-const BASE = process.env.E2E_URL;
-const ADMIN = process.env.E2E_ADMIN_KEY;
-const script = (name) => fileURLToPath(new URL(`../../scripts/${name}`, import.meta.url));
-
-function run(name, args, key) {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [script(name), ...args],
-      { env: { PATH: process.env.PATH, JOBS_URL: BASE, JOBS_API_KEY: key } },
-      (error, stdout, stderr) => resolve({ code: error ? error.code : 0, stdout, stderr }),
-    );
-  });
-}
-
-async function api(method, route, body) {
-  const response = await fetch(`${BASE}${route}`, {
-    method,
-    headers: { Authorization: `Bearer ${ADMIN}`, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  assert.ok(response.ok, `${method} ${route}: ${response.status} ${text}`);
-  return JSON.parse(text);
-}
+const run = (name, args, key) => runScript(name, args, { JOBS_API_KEY: key });
 
 test("a job fails on the agent, is retried from the CLI, and the retry completes", async () => {
   const { key } = await api("POST", "/keys", {

@@ -1,35 +1,10 @@
 // scripts/jobs-cli.mjs as an operator runs it, against the running Worker.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { test } from "node:test";
-import { fileURLToPath } from "node:url";
+import { api, BASE, runScript } from "./helpers.mjs";
 
-const BASE = process.env.E2E_URL;
-const ADMIN = process.env.E2E_ADMIN_KEY;
-const CLI = fileURLToPath(new URL("../../scripts/jobs-cli.mjs", import.meta.url));
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
-
-function cli(args, env = {}) {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [CLI, ...args],
-      { env: { PATH: process.env.PATH, JOBS_URL: BASE, JOBS_API_KEY: ADMIN, ...env } },
-      (error, stdout, stderr) => resolve({ code: error ? error.code : 0, stdout, stderr }),
-    );
-  });
-}
-
-async function api(method, path, body, key = ADMIN) {
-  const response = await fetch(`${BASE}${path}`, {
-    method,
-    headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  assert.ok(response.ok, `${method} ${path}: ${response.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
+const cli = (args, env) => runScript("jobs-cli.mjs", args, env);
 
 const createJob = async (type = "cli.test") =>
   (await api("POST", "/job", { operation: { type, data: { n: 1 } } })).job_id;
