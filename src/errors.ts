@@ -51,22 +51,8 @@ export function toApiError(err: unknown): ApiError {
   return new ApiError(500, "internal error");
 }
 
-export const onError: ErrorHandler<AppEnv> = (err, c) => {
-  const apiError = toApiError(err);
-  if (apiError.status >= 500) {
-    console.error(
-      JSON.stringify({
-        level: "error",
-        request_id: c.get("requestId"),
-        method: c.req.method,
-        path: c.req.path,
-        status: apiError.status,
-        error: err instanceof Error ? err.message : String(err),
-      }),
-    );
-  }
-  return respond(c, apiError);
-};
+/** Every error answers in the error shape; a 5xx is logged by the request log, with its message. */
+export const onError: ErrorHandler<AppEnv> = (err, c) => respond(c, toApiError(err));
 
 type RouteEntry = { method: string; path: string };
 

@@ -70,5 +70,6 @@ export const requestLog: MiddlewareHandler<AppEnv> = async (c, next) => {
   }
   if (typeof outcome.revision === "number") line.revision = outcome.revision;
   if (status >= 500 && c.error) line.error = c.error.message;
-  console.log(JSON.stringify(line));
+  // Workers Logs and `wrangler tail` take the level from the console method.
+  (line.level === "error" ? console.error : console.log)(JSON.stringify(line));
 };

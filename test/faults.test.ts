@@ -123,7 +123,12 @@ describe("a statement failing inside a write batch (a test-only trigger raising)
       await expectConsistent();
       const lines = logged.mock.calls.map((args) => args.join(" "));
       expect(lines).toHaveLength(1);
-      expect(lines[0]).toContain(response.headers.get("X-Request-Id"));
+      expect(JSON.parse(lines[0] ?? "")).toMatchObject({
+        level: "error",
+        request_id: response.headers.get("X-Request-Id"),
+        status: 500,
+        error: expect.stringContaining("injected failure"),
+      });
       expect(lines[0]).not.toContain(await admin());
 
       const again = await send();
