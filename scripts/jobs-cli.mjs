@@ -4,8 +4,9 @@ import { parseArgs } from "node:util";
 
 const USAGE = `usage: jobs <command> [options]
 
-  job list [--status S] [--limit N] [--offset N]   newest first; S: unprocessed, processing,
-                                                   completed, failed, partial_failure, skipped
+  job list [--status S] [--limit N] [--cursor C]   newest first; S: unprocessed, processing,
+                                                   completed, failed, partial_failure, skipped;
+                                                   C: the "next:" a page ends with (or --offset N)
   job get <id>                                     status, lineage, responses and timeline
   job retry <id> [--target T]                      a new job from the same operation (T: _any by default)
   job delete <id>
@@ -36,6 +37,7 @@ function parse(argv) {
         status: { type: "string" },
         limit: { type: "string" },
         offset: { type: "string" },
+        cursor: { type: "string" },
         target: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -132,6 +134,7 @@ async function jobList(conf, values, out) {
   const offset = integer(values.offset, "offset");
   if (limit) query.set("limit", limit);
   if (offset) query.set("offset", offset);
+  if (values.cursor) query.set("cursor", values.cursor);
   const page = await request(conf, "GET", `/job${query.size ? `?${query}` : ""}`);
   if (values.json) return out(JSON.stringify(page, null, 2));
   if (page.items.length > 0) {
@@ -150,7 +153,8 @@ async function jobList(conf, values, out) {
   const counts = Object.entries(page.status_counts)
     .map(([status, n]) => `${status} ${n}`)
     .join(", ");
-  out(`${page.items.length} shown of ${page.total_items} matching · all jobs: ${counts}`);
+  const next = page.next_cursor ? ` · next: --cursor ${page.next_cursor}` : "";
+  out(`${page.items.length} shown of ${page.total_items} matching${next} · all jobs: ${counts}`);
 }
 
 async function jobGet(conf, values, positionals, out) {

@@ -190,6 +190,26 @@ describe("rows read with 10,000 jobs", () => {
     }
   });
 
+  it("GET /job with a cursor reads one page however deep it is", async () => {
+    for (const filter of ["", "status=failed&", "status=unprocessed&"]) {
+      const first = await measure("GET", `/job?${filter}limit=100&offset=500`, { key });
+      const { next_cursor } = await json<{ next_cursor: string | null }>(first);
+      expect(next_cursor, filter).not.toBeNull();
+      const m = await measure("GET", `/job?${filter}limit=100&cursor=${next_cursor}`, { key });
+      expectOneCall(m, 200);
+      const { items } = await json<{ items: { id: string }[] }>(m);
+      const next = await measure("GET", `/job?${filter}limit=100&offset=600`, { key });
+      const expected = (await json<{ items: { id: string }[] }>(next)).items;
+      expect(expected.length, filter).toBeGreaterThan(0);
+      expect(
+        items.map((j) => j.id),
+        filter,
+      ).toEqual(expected.map((j) => j.id));
+      expect(m.counter.rowsRead, filter).toBeLessThanOrEqual(100 + COUNTER_ROWS + 1);
+      expect(next.counter.rowsRead, filter).toBeGreaterThan(600);
+    }
+  });
+
   it("GET /job/{id} reads the job and its events, nothing else", async () => {
     const id = await newJob();
     for (let i = 0; i < 3; i++)

@@ -181,7 +181,57 @@ describe("GET /job", () => {
     expect(page.total_items).toBeGreaterThan(0);
   });
 
+  it("pages with next_cursor: every job once, in order, unshifted by jobs created between pages", async () => {
+    const made: string[] = [];
+    for (let i = 0; i < 5; i++) made.push((await createJob({ type: "cursor.test", i })).job_id);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    for (let page = 0; page < 3; page++) {
+      const query: string = cursor === null ? "" : `&cursor=${cursor}`;
+      const body = await parse(await call("GET", `/job?limit=2${query}`), JobListSchema);
+      seen.push(...body.items.map((j) => j.id));
+      expect(body.next_cursor).toMatch(/^[1-9][0-9]*$/);
+      cursor = body.next_cursor;
+      await createJob({ type: "cursor.test.later" });
+    }
+    expect(seen).toEqual(made.slice(-5).reverse().concat(seen.slice(5)));
+    expect(new Set(seen).size).toBe(seen.length);
+
+    const unprocessed = await parse(
+      await call("GET", `/job?status=unprocessed&limit=100&cursor=${cursor}`),
+      JobListSchema,
+    );
+    expect(unprocessed.items.every((j) => j.status === "unprocessed")).toBe(true);
+    expect(unprocessed.items.some((j) => seen.includes(j.id))).toBe(false);
+    expect(unprocessed.total_items).toBe(unprocessed.status_counts.unprocessed);
+  });
+
+  it("ends with next_cursor null on a page shorter than the limit", async () => {
+    const { job_id } = await createJob();
+    const chain = await parse(
+      await call("GET", `/job?root_job_id=${job_id}&limit=5`),
+      JobListSchema,
+    );
+    expect(chain.items.map((j) => j.id)).toEqual([job_id]);
+    expect(chain.next_cursor).toBeNull();
+    const full = await parse(
+      await call("GET", `/job?root_job_id=${job_id}&limit=1`),
+      JobListSchema,
+    );
+    expect(full.next_cursor).not.toBeNull();
+    const after = await parse(
+      await call("GET", `/job?root_job_id=${job_id}&limit=1&cursor=${full.next_cursor}`),
+      JobListSchema,
+    );
+    expect(after).toMatchObject({ items: [], total_items: 1, next_cursor: null });
+  });
+
   it.each([
+    "cursor=abc",
+    "cursor=0",
+    "cursor=-5",
+    "cursor=12345678901234567",
+    "cursor=5&offset=10",
     "status=bogus",
     "limit=0",
     "limit=101",

@@ -455,7 +455,12 @@ export async function findJob(db: Db, id: string): Promise<Job | null> {
 }
 
 export type StatusCounts = Record<JobStatus, number>;
-export type JobPage = { total_items: number; status_counts: StatusCounts; items: JobSummary[] };
+export type JobPage = {
+  total_items: number;
+  status_counts: StatusCounts;
+  items: JobSummary[];
+  next_cursor: string | null;
+};
 
 export type ListQuery = {
   status?: JobStatus | undefined;
@@ -463,6 +468,8 @@ export type ListQuery = {
   root_job_id?: string | undefined;
   limit: number;
   offset: number;
+  /** Only jobs before this `seq` (a previous page's `next_cursor`). */
+  cursor?: string | undefined;
 };
 
 /**
@@ -489,15 +496,22 @@ export async function listJobs(db: Db, query: ListQuery): Promise<JobPage> {
   }
   const clause = where.length > 0 ? `WHERE ${where.join(" AND ")}` : "";
   const lineage = query.retry_of !== undefined || query.root_job_id !== undefined;
+  const filterParams = [...params];
+  const page = [...where];
+  if (query.cursor !== undefined) {
+    params.push(Number(query.cursor));
+    page.push(`seq < ?${params.length}`);
+  }
+  const pageClause = page.length > 0 ? `WHERE ${page.join(" AND ")}` : "";
   const results = await db.batch([
     db.prepare("SELECT status, n FROM job_counts"),
     db
       .prepare(
-        `SELECT ${JOB_COLUMNS} FROM jobs ${index} ${clause} ORDER BY seq DESC LIMIT ?1 OFFSET ?2`,
+        `SELECT seq, ${JOB_COLUMNS} FROM jobs ${index} ${pageClause} ORDER BY seq DESC LIMIT ?1 OFFSET ?2`,
       )
       .bind(...params),
     ...(lineage
-      ? [db.prepare(`SELECT COUNT(*) AS n FROM jobs ${index} ${clause}`).bind(...params)]
+      ? [db.prepare(`SELECT COUNT(*) AS n FROM jobs ${index} ${clause}`).bind(...filterParams)]
       : []),
   ]);
   const status_counts = Object.fromEntries(JOB_STATUSES.map((s) => [s, 0])) as StatusCounts;
@@ -508,9 +522,12 @@ export async function listJobs(db: Db, query: ListQuery): Promise<JobPage> {
     : query.status
       ? status_counts[query.status]
       : Object.values(status_counts).reduce((sum, n) => sum + n, 0);
+  const rows = (results[1]?.results ?? []) as (JobRow & { seq: number })[];
+  const last = rows.length === query.limit ? rows.at(-1) : undefined;
   return {
     total_items,
     status_counts,
-    items: ((results[1]?.results ?? []) as JobRow[]).map(toJobSummary),
+    items: rows.map(toJobSummary),
+    next_cursor: last ? String(last.seq) : null,
   };
 }

@@ -84,33 +84,45 @@ const LineageIdSchema = z
   .regex(UUID, "must be a UUID")
   .transform((id) => id.toLowerCase());
 
-export const ListJobsQuerySchema = z.strictObject({
-  status: z
-    .enum([...JOB_STATUSES, "submitted"])
-    .optional()
-    .transform((status) => (status === "submitted" ? "unprocessed" : status))
-    .openapi({
-      description: "Only jobs in this status (`submitted` is an alias of `unprocessed`)",
+export const ListJobsQuerySchema = z
+  .strictObject({
+    status: z
+      .enum([...JOB_STATUSES, "submitted"])
+      .optional()
+      .transform((status) => (status === "submitted" ? "unprocessed" : status))
+      .openapi({
+        description: "Only jobs in this status (`submitted` is an alias of `unprocessed`)",
+      }),
+    limit: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(10)
+      .openapi({ description: "Page size, 1–100" }),
+    offset: z.coerce.number().int().min(0).max(1_000_000_000).default(0).openapi({
+      description: "Jobs to skip (each skipped job is read: deep pages cost their offset)",
     }),
-  limit: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(100)
-    .default(10)
-    .openapi({ description: "Page size, 1–100" }),
-  offset: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .max(1_000_000_000)
-    .default(0)
-    .openapi({ description: "Jobs to skip" }),
-  retry_of: LineageIdSchema.optional().openapi({ description: "Only jobs retried from this job" }),
-  root_job_id: LineageIdSchema.optional().openapi({
-    description: "Only jobs of the retry chain that started with this job",
-  }),
-});
+    cursor: z
+      .string()
+      .regex(/^[1-9][0-9]{0,15}$/, "must be a next_cursor this service returned")
+      .optional()
+      .openapi({
+        description:
+          "The `next_cursor` of the previous page (same filters): the jobs after it, at the cost of one page however deep, and unshifted by jobs created meanwhile. Not with `offset`.",
+        example: "1042",
+      }),
+    retry_of: LineageIdSchema.optional().openapi({
+      description: "Only jobs retried from this job",
+    }),
+    root_job_id: LineageIdSchema.optional().openapi({
+      description: "Only jobs of the retry chain that started with this job",
+    }),
+  })
+  .refine((query) => query.cursor === undefined || query.offset === 0, {
+    message: "use cursor or offset, not both",
+    path: ["cursor"],
+  });
 
 const Timestamp = z.string().openapi({ example: "2026-11-28T10:00:00.123Z" });
 
@@ -199,6 +211,11 @@ export const JobListSchema = z
     total_items: z.number().int().openapi({ description: "Jobs matching the filter" }),
     status_counts: StatusCountsSchema,
     items: z.array(JobSummarySchema),
+    next_cursor: z.string().nullable().openapi({
+      description:
+        "Send as `cursor` for the next page; null when this page was the last (it held fewer than `limit` jobs)",
+      example: "1042",
+    }),
   })
   .openapi("JobList");
 

@@ -28,8 +28,16 @@ test("job list: a table for people, the API's JSON with --json", async () => {
   );
   assert.match(
     lines.at(-1),
-    /^\d+ shown of \d+ matching · all jobs: unprocessed \d+, processing \d+/,
+    /^\d+ shown of \d+ matching( · next: --cursor \d+)? · all jobs: unprocessed \d+, processing \d+/,
   );
+
+  const newest = await cli(["job", "list", "--limit", "1"]);
+  const next = /· next: --cursor (\d+) ·/.exec(newest.stdout.trim().split("\n").at(-1));
+  assert.ok(next, newest.stdout);
+  assert.ok(newest.stdout.includes(second));
+  const following = await cli(["job", "list", "--limit", "1", "--cursor", next[1]]);
+  assert.equal(following.code, 0, following.stderr);
+  assert.ok(following.stdout.includes(first), following.stdout);
 
   const json = await cli(["job", "list", "--status", "unprocessed", "--limit", "100", "--json"]);
   assert.equal(json.code, 0, json.stderr);
