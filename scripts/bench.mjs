@@ -2,7 +2,7 @@
 // npm run bench: the service and a hand-written baseline Worker (test/baseline/) under autocannon,
 // each on its own local D1 seeded with 10,000 and then 1,000,000 jobs; prints one table. The
 // baseline runs twice: with the request log line the service writes too, and without it.
-// Settings (environment): BENCH_SIZES=10000,1000000 BENCH_SECONDS=5 BENCH_ROUNDS=3 BENCH_CONNECTIONS=10
+// Settings (environment): BENCH_SIZES=10000,1000000 BENCH_SECONDS=5 BENCH_ROUNDS=5 BENCH_CONNECTIONS=10
 // BENCH_PORT=8791 (the baselines take the next two ports) BENCH_TIMEOUT_MINUTES=30 BENCH_KEEP=1 (keep the state).
 import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
@@ -34,7 +34,7 @@ const env = {
 
 const SIZES = (process.env.BENCH_SIZES ?? "10000,1000000").split(",").map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10);
 const PORT = Number(process.env.BENCH_PORT ?? 8791);
 const TIMEOUT_MINUTES = Number(process.env.BENCH_TIMEOUT_MINUTES ?? 30);
@@ -264,6 +264,12 @@ function cpuSeconds(group) {
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
+/**
+ * One Worker's rate against another's: the median over rounds of the ratio of the two runs in the
+ * same round, which were back to back, so a change in the machine's load between rounds cancels.
+ */
+const pairedRatio = (a, b) => median(a.rounds.map((round, i) => round.rps / b.rounds[i].rps));
+
 function cycle(paths) {
   let i = 0;
   const next = () => paths[i++ % paths.length];
@@ -388,6 +394,7 @@ async function measureSize(jobs, apiKey) {
   const rows = list.map((endpoint, i) => ({
     ...endpoint,
     ...counts[i],
+    rounds: runs[i],
     rps: median(runs[i].map((r) => r.rps)),
     p50: median(runs[i].map((r) => r.p50)),
     p99: median(runs[i].map((r) => r.p99)),
@@ -406,7 +413,8 @@ function bundleSize() {
 }
 
 const label = (jobs) => (jobs >= 1e6 ? `${jobs / 1e6}M` : `${jobs / 1e3}k`);
-const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}×` : "");
+const times = (x) => `${x.toFixed(2)}×`;
+const ratio = (a, b) => (a && b ? times(a / b) : "");
 
 function table(results) {
   const lines = [
@@ -423,7 +431,7 @@ function table(results) {
       const quiet = row.server === "service" ? find(result, row, QUIET) : undefined;
       const scaled = result === first ? "" : ratio(r.rps, row.rps);
       lines.push(
-        `| \`${r.name}\` | ${r.server} | ${label(result.jobs)} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.cpuMs ? r.cpuMs.toFixed(2) : ""} | ${r.calls} | ${r.rowsRead} | ${baseline ? ratio(r.rps, baseline.rps) : ""} | ${baseline ? ratio(r.cpuMs, baseline.cpuMs) : ""} | ${quiet ? ratio(r.rps, quiet.rps) : ""} | ${scaled} |`,
+        `| \`${r.name}\` | ${r.server} | ${label(result.jobs)} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.cpuMs ? r.cpuMs.toFixed(2) : ""} | ${r.calls} | ${r.rowsRead} | ${baseline ? times(pairedRatio(r, baseline)) : ""} | ${baseline ? ratio(r.cpuMs, baseline.cpuMs) : ""} | ${quiet ? times(pairedRatio(r, quiet)) : ""} | ${scaled} |`,
       );
     }
   }
@@ -437,9 +445,9 @@ function targets(results) {
       const baseline = result.rows.find((r) => r.name === row.name && r.server === "baseline");
       const quiet = result.rows.find((r) => r.name === row.name && r.server === QUIET);
       if (baseline) {
-        const x = row.rps / baseline.rps;
+        const x = pairedRatio(row, baseline);
         const without = quiet
-          ? `; ${(row.rps / quiet.rps).toFixed(2)}× the baseline with no log line`
+          ? `; ${pairedRatio(row, quiet).toFixed(2)}× the baseline with no log line`
           : "";
         lines.push(
           `${x >= 0.8 ? "met   " : "MISSED"} ${row.name} at ${label(result.jobs)}: ${x.toFixed(2)}× the baseline (target ≥ 0.8)${without}`,
@@ -489,7 +497,7 @@ try {
   const bundle = bundleSize();
   const cpus = os.cpus();
   console.log(
-    `\n${new Date().toISOString().slice(0, 10)} · ${cpus.length} × ${cpus[0]?.model.trim()} · ${Math.round(os.totalmem() / 2 ** 30)} GB · Node ${process.version} · median of ${ROUNDS} round(s) of ${SECONDS} s, ${CONNECTIONS} connections, wrangler dev with local D1\n`,
+    `\n${new Date().toISOString().slice(0, 10)} · ${cpus.length} × ${cpus[0]?.model.trim()} · ${Math.round(os.totalmem() / 2 ** 30)} GB · Node ${process.version} · median of ${ROUNDS} round(s) of ${SECONDS} s (ratios to a baseline: median of the rounds' ratios), ${CONNECTIONS} connections, wrangler dev with local D1\n`,
   );
   console.log(table(results));
   console.log(`\n${targets(results)}\n`);
