@@ -3,7 +3,7 @@
 // each on its own local D1 seeded with 10,000 and then 1,000,000 jobs; prints one table. The
 // baseline runs twice: with the request log line the service writes too, and without it.
 // Settings (environment): BENCH_SIZES=10000,1000000 BENCH_SECONDS=5 BENCH_ROUNDS=5 BENCH_CONNECTIONS=10
-// BENCH_PORT=8791 (the baselines take the next two ports) BENCH_TIMEOUT_MINUTES=30 BENCH_KEEP=1 (keep the state).
+// BENCH_PORT=8791 (each Worker of each size takes the next port: 8791-8796) BENCH_TIMEOUT_MINUTES=30 BENCH_KEEP=1 (keep the state).
 import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import {
@@ -354,7 +354,8 @@ function endpoints(ids) {
   ];
 }
 
-async function measureSize(jobs, apiKey) {
+/** A seeded database per Worker for one size, and the three Workers serving them. */
+async function prepareSize(jobs, apiKey, port) {
   const dir = path.join(stateRoot, String(jobs));
   const serviceState = path.join(dir, "service");
   const baselineState = path.join(dir, "baseline");
@@ -369,9 +370,9 @@ async function measureSize(jobs, apiKey) {
   cpSync(serviceState, quietState, { recursive: true });
   const baselineConfig = path.join(root, "test", "baseline", "wrangler.toml");
   const workers = {
-    service: await startServer("service", serviceConfig(dir), PORT, serviceState),
-    baseline: await startServer("baseline", baselineConfig, PORT + 1, baselineState),
-    [QUIET]: await startServer("quiet", baselineConfig, PORT + 2, quietState, [
+    service: await startServer(`service-${jobs}`, serviceConfig(dir), port, serviceState),
+    baseline: await startServer(`baseline-${jobs}`, baselineConfig, port + 1, baselineState),
+    [QUIET]: await startServer(`quiet-${jobs}`, baselineConfig, port + 2, quietState, [
       "--var",
       "BASELINE_LOG:off",
     ]),
@@ -383,25 +384,45 @@ async function measureSize(jobs, apiKey) {
   const counts = [];
   for (const endpoint of list)
     counts.push(await probe(workers[endpoint.server], endpoint, headers));
-  const runs = list.map(() => []);
+  return { jobs, seeded, workers, headers, list, counts, runs: list.map(() => []) };
+}
+
+/**
+ * Every size's Workers are up at once, and each round runs an endpoint on every size and Worker
+ * back to back, so the ratios between Workers and between sizes are all paired within a round.
+ */
+async function measure(apiKey) {
+  const sizes = [];
+  for (const [i, jobs] of SIZES.entries())
+    sizes.push(await prepareSize(jobs, apiKey, PORT + 3 * i));
+  const list = sizes[0].list;
   for (let round = 1; round <= ROUNDS; round++) {
-    log(`${label(jobs)} jobs, round ${round} of ${ROUNDS}: ${list.length} × ${SECONDS} s`);
-    for (const [i, endpoint] of list.entries()) {
-      runs[i].push(await load(workers[endpoint.server], endpoint, headers, { duration: SECONDS }));
+    log(`round ${round} of ${ROUNDS}: ${list.length * sizes.length} × ${SECONDS} s`);
+    for (const i of list.keys()) {
+      for (const size of sizes) {
+        const endpoint = size.list[i];
+        size.runs[i].push(
+          await load(size.workers[endpoint.server], endpoint, size.headers, { duration: SECONDS }),
+        );
+      }
     }
   }
   stopServers();
-  const rows = list.map((endpoint, i) => ({
-    ...endpoint,
-    ...counts[i],
-    rounds: runs[i],
-    rps: median(runs[i].map((r) => r.rps)),
-    p50: median(runs[i].map((r) => r.p50)),
-    p99: median(runs[i].map((r) => r.p99)),
-    cpuMs:
-      (1000 * runs[i].reduce((s, r) => s + r.cpu, 0)) / runs[i].reduce((s, r) => s + r.requests, 0),
+  return sizes.map(({ jobs, seeded, list: endpointsOfSize, counts, runs }) => ({
+    jobs,
+    seeded,
+    rows: endpointsOfSize.map((endpoint, i) => ({
+      ...endpoint,
+      ...counts[i],
+      rounds: runs[i],
+      rps: median(runs[i].map((r) => r.rps)),
+      p50: median(runs[i].map((r) => r.p50)),
+      p99: median(runs[i].map((r) => r.p99)),
+      cpuMs:
+        (1000 * runs[i].reduce((s, r) => s + r.cpu, 0)) /
+        runs[i].reduce((s, r) => s + r.requests, 0),
+    })),
   }));
-  return { jobs, seeded, rows };
 }
 
 function bundleSize() {
@@ -429,7 +450,7 @@ function table(results) {
       const r = find(result, row, row.server);
       const baseline = row.server === "service" ? find(result, row, "baseline") : undefined;
       const quiet = row.server === "service" ? find(result, row, QUIET) : undefined;
-      const scaled = result === first ? "" : ratio(r.rps, row.rps);
+      const scaled = result === first ? "" : times(pairedRatio(r, row));
       lines.push(
         `| \`${r.name}\` | ${r.server} | ${label(result.jobs)} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.cpuMs ? r.cpuMs.toFixed(2) : ""} | ${r.calls} | ${r.rowsRead} | ${baseline ? times(pairedRatio(r, baseline)) : ""} | ${baseline ? ratio(r.cpuMs, baseline.cpuMs) : ""} | ${quiet ? times(pairedRatio(r, quiet)) : ""} | ${scaled} |`,
       );
@@ -459,11 +480,11 @@ function targets(results) {
   for (const result of larger) {
     for (const row of result.rows.filter((r) => r.server === "service")) {
       const before = small.rows.find((r) => r.name === row.name && r.server === "service");
-      const x = row.rps / before.rps;
+      const x = pairedRatio(row, before);
       const same = (rows, server) => rows.find((r) => r.name === row.name && r.server === server);
       const baseline = same(result.rows, "baseline");
       const alongside = baseline
-        ? `; the baseline, same SQL: ${(baseline.rps / same(small.rows, "baseline").rps).toFixed(2)}×`
+        ? `; the baseline, same SQL: ${pairedRatio(baseline, same(small.rows, "baseline")).toFixed(2)}×`
         : "";
       lines.push(
         `${x >= 0.8 ? "met   " : "MISSED"} ${row.name} at ${label(result.jobs)}: ${x.toFixed(2)}× its rate at ${label(small.jobs)} (target ≥ 0.8)${alongside}`,
@@ -492,8 +513,7 @@ function perJob(result) {
 try {
   const apiKey = newApiKey();
   const started = performance.now();
-  const results = [];
-  for (const jobs of SIZES) results.push(await measureSize(jobs, apiKey));
+  const results = await measure(apiKey);
   const bundle = bundleSize();
   const cpus = os.cpus();
   console.log(
