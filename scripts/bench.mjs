@@ -264,6 +264,9 @@ function cpuSeconds(group) {
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
+/** The row of one endpoint on one Worker. */
+const rowOf = (rows, name, server) => rows.find((r) => r.name === name && r.server === server);
+
 /**
  * One Worker's rate against another's: the median over rounds of the ratio of the two runs in the
  * same round, which were back to back, so a change in the machine's load between rounds cancels.
@@ -443,13 +446,12 @@ function table(results) {
     "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
   const first = results[0];
-  const find = (result, row, server) =>
-    result.rows.find((r) => r.name === row.name && r.server === server);
   for (const row of first.rows) {
     for (const result of results) {
-      const r = find(result, row, row.server);
-      const baseline = row.server === "service" ? find(result, row, "baseline") : undefined;
-      const quiet = row.server === "service" ? find(result, row, QUIET) : undefined;
+      const r = rowOf(result.rows, row.name, row.server);
+      const service = row.server === "service";
+      const baseline = service ? rowOf(result.rows, row.name, "baseline") : undefined;
+      const quiet = service ? rowOf(result.rows, row.name, QUIET) : undefined;
       const scaled = result === first ? "" : times(pairedRatio(r, row));
       lines.push(
         `| \`${r.name}\` | ${r.server} | ${label(result.jobs)} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.cpuMs ? r.cpuMs.toFixed(2) : ""} | ${r.calls} | ${r.rowsRead} | ${baseline ? times(pairedRatio(r, baseline)) : ""} | ${baseline ? ratio(r.cpuMs, baseline.cpuMs) : ""} | ${quiet ? times(pairedRatio(r, quiet)) : ""} | ${scaled} |`,
@@ -463,8 +465,8 @@ function targets(results) {
   const lines = [];
   for (const result of results) {
     for (const row of result.rows.filter((r) => r.server === "service")) {
-      const baseline = result.rows.find((r) => r.name === row.name && r.server === "baseline");
-      const quiet = result.rows.find((r) => r.name === row.name && r.server === QUIET);
+      const baseline = rowOf(result.rows, row.name, "baseline");
+      const quiet = rowOf(result.rows, row.name, QUIET);
       if (baseline) {
         const x = pairedRatio(row, baseline);
         const without = quiet
@@ -479,12 +481,10 @@ function targets(results) {
   const [small, ...larger] = results;
   for (const result of larger) {
     for (const row of result.rows.filter((r) => r.server === "service")) {
-      const before = small.rows.find((r) => r.name === row.name && r.server === "service");
-      const x = pairedRatio(row, before);
-      const same = (rows, server) => rows.find((r) => r.name === row.name && r.server === server);
-      const baseline = same(result.rows, "baseline");
+      const x = pairedRatio(row, rowOf(small.rows, row.name, "service"));
+      const baseline = rowOf(result.rows, row.name, "baseline");
       const alongside = baseline
-        ? `; the baseline, same SQL: ${pairedRatio(baseline, same(small.rows, "baseline")).toFixed(2)}×`
+        ? `; the baseline, same SQL: ${pairedRatio(baseline, rowOf(small.rows, row.name, "baseline")).toFixed(2)}×`
         : "";
       lines.push(
         `${x >= 0.8 ? "met   " : "MISSED"} ${row.name} at ${label(result.jobs)}: ${x.toFixed(2)}× its rate at ${label(small.jobs)} (target ≥ 0.8)${alongside}`,

@@ -194,7 +194,7 @@ describe("GET /job", () => {
       cursor = body.next_cursor;
       await createJob({ type: "cursor.test.later" });
     }
-    expect(seen).toEqual(made.slice(-5).reverse().concat(seen.slice(5)));
+    expect(seen.slice(0, 5)).toEqual([...made].reverse());
     expect(new Set(seen).size).toBe(seen.length);
 
     const unprocessed = await parse(

@@ -17,6 +17,9 @@ test("a job fails on the agent, is retried from the CLI, and the retry completes
   const hostname = `e2e-${crypto.randomUUID().slice(0, 8)}`;
   const dir = mkdtempSync(path.join(os.tmpdir(), "agent-e2e-"));
   const file = path.join(dir, "motd");
+  /** One claim of everything due, run and reported, as the README's walkthrough does. */
+  const runAgentOnce = () =>
+    run("agent.mjs", ["--hostname", hostname, "--once", "--limit", "100"], key);
   try {
     const registered = await run("agent.mjs", ["--hostname", hostname, "--once"], key);
     assert.equal(registered.code, 0, registered.stderr);
@@ -25,11 +28,7 @@ test("a job fails on the agent, is retried from the CLI, and the retry completes
       operation: { type: "cat", path: file },
       target_hostname: hostname,
     });
-    const failed = await run(
-      "agent.mjs",
-      ["--hostname", hostname, "--once", "--limit", "100"],
-      key,
-    );
+    const failed = await runAgentOnce();
     assert.equal(failed.code, 0, failed.stderr);
     const original = await api("GET", `/job/${job_id}`);
     assert.equal(original.status, "failed");
@@ -48,11 +47,7 @@ test("a job fails on the agent, is retried from the CLI, and the retry completes
     assert.equal(retried.code, 0, retried.stderr);
     const newId = JSON.parse(retried.stdout).job_id;
 
-    const completed = await run(
-      "agent.mjs",
-      ["--hostname", hostname, "--once", "--limit", "100"],
-      key,
-    );
+    const completed = await runAgentOnce();
     assert.equal(completed.code, 0, completed.stderr);
     const retry = await api("GET", `/job/${newId}`);
     assert.equal(retry.status, "completed");
