@@ -114,14 +114,20 @@ describe("leases", () => {
     });
   });
 
-  it("let an agent report late when nobody took the job over", async () => {
+  it("refuse a report after the lease ran out, even when nobody took the job over", async () => {
     const agent = host();
     await register(agent);
     const { job_id } = await createJob({ type: "x" }, agent);
     await claim(agent);
     await expireLease(job_id);
-    const outcome = await reportOk(agent, job_id, { event: "completed" });
-    expect(outcome.status).toBe("completed");
+    const before = await storeRevision();
+    const late = await expectError(await report(agent, job_id, { event: "completed" }), 409);
+    expect(late.error).toBe("lease expired");
+    expect(late.details).toContain(`delivery 1 of job ${job_id} to ${agent} ran out`);
+    expect(await storeRevision()).toBe(before);
+    const [again] = await claim(agent);
+    expect(again).toMatchObject({ id: job_id, delivery: 2 });
+    expect((await reportOk(agent, job_id, { event: "completed" })).status).toBe("completed");
   });
 
   it("hand an expired _any job to another agent; the first agent's late report gets 409", async () => {
@@ -140,7 +146,10 @@ describe("leases", () => {
       await report(a, job_id, { event: "completed", result: "late" }),
       409,
     );
-    expect(late.error).toBe(`job ${job_id} is held by agent ${b}`);
+    expect(late).toMatchObject({
+      error: "superseded by delivery 2",
+      details: `the token is delivery 1's; the job is held by agent ${b}`,
+    });
     expect(await storeRevision()).toBe(before);
 
     await reportOk(b, job_id, { event: "started" });

@@ -5,18 +5,29 @@ import { host, register, reportOk } from "./agents-helpers";
 import { countingD1, createCounter } from "./counting-d1";
 import { createJob } from "./helpers";
 
+/** The lineage of the key that registered the test's agents: the file's admin key. */
+async function lineage(): Promise<string> {
+  const row = await env.DB.prepare("SELECT owner_lineage_id AS owner FROM agents LIMIT 1").first<{
+    owner: string;
+  }>();
+  if (!row) throw new Error("no agent registered yet");
+  return row.owner;
+}
+
 async function measureClaim(hostname: string) {
   const counter = createCounter();
   const db = countingD1(env.DB, counter);
   const now = Date.now();
-  const jobs = await claimJobs(db, {
+  const outcome = await claimJobs(db, {
     hostname,
+    owner: { lineage: await lineage() },
     now: new Date(now).toISOString(),
     leaseExpiresAt: new Date(now + 60_000).toISOString(),
     limit: 10,
     maxDeliveries: 5,
   });
-  return { jobs: jobs ?? [], calls: counter.count, rowsRead: counter.rowsRead };
+  const jobs = "jobs" in outcome ? outcome.jobs : [];
+  return { jobs, calls: counter.count, rowsRead: counter.rowsRead };
 }
 
 /** Finished `_any` jobs the agent answered, and work waiting for other agents. */
@@ -44,7 +55,8 @@ describe("claim cost", () => {
       const { job_id } = await createJob({ type: "x" }, agent);
       const measured = await measureClaim(agent);
       expect(measured.jobs.map((job) => job.id)).toEqual([job_id]);
-      await reportOk(agent, job_id, { event: "completed" });
+      const lease_token = measured.jobs[0]?.lease_token;
+      await reportOk(agent, job_id, { event: "completed", lease_token });
       return measured;
     };
     const measureAll = async () => ({ job: await oneJob(), idle: await measureClaim(agent) });

@@ -17,18 +17,39 @@ export async function register(hostname: string, labels?: Record<string, string>
   return parse(response, AgentSchema);
 }
 
+/** The lease token of each agent's latest delivery of each job, as its claim handed it out. */
+const leaseTokens = new Map<string, string>();
+const deliveryKey = (hostname: string, id: string) => `${hostname} ${id.toLowerCase()}`;
+
+export function leaseToken(hostname: string, id: string): string {
+  const token = leaseTokens.get(deliveryKey(hostname, id));
+  if (token === undefined) throw new Error(`${hostname} was never handed job ${id}`);
+  return token;
+}
+
 export async function claim(
   hostname: string,
   body: { limit?: number; lease_seconds?: number } = {},
+  key?: string,
 ) {
-  const response = await call("POST", `/agent/${hostname}/claim`, { body });
+  const response = await call("POST", `/agent/${hostname}/claim`, { body, key });
   if (response.status !== 200)
     throw new Error(`claim failed: ${response.status} ${await response.text()}`);
-  return (await parse(response, ClaimResultSchema)).jobs;
+  const { jobs } = await parse(response, ClaimResultSchema);
+  for (const job of jobs) leaseTokens.set(deliveryKey(hostname, job.id), job.lease_token);
+  return jobs;
 }
 
-export function report(hostname: string, id: string, body: Record<string, unknown>) {
-  return call("POST", `/agent/${hostname}/job/${id}/event`, { body });
+/**
+ * A report as the agent sends it: with the lease token of its latest delivery of the job, unless
+ * the body names one (or names `lease_token: undefined`, to send none).
+ */
+export function report(hostname: string, id: string, body: Record<string, unknown>, key?: string) {
+  const withToken =
+    "lease_token" in body
+      ? body
+      : { ...body, lease_token: leaseTokens.get(deliveryKey(hostname, id)) ?? "never-claimed" };
+  return call("POST", `/agent/${hostname}/job/${id}/event`, { body: withToken, key });
 }
 
 export async function reportOk(hostname: string, id: string, body: Record<string, unknown>) {

@@ -446,7 +446,10 @@ describe("POST /agent/{hostname}/job/{id}/event", () => {
       await report(hostname, job_id, { event: "completed" }),
       409,
     );
-    expect(unclaimed.error).toBe(`agent ${hostname} does not hold job ${job_id}`);
+    expect(unclaimed).toMatchObject({
+      error: "unknown lease token",
+      details: `agent ${hostname} does not hold job ${job_id}: claim it first`,
+    });
     const stranger = host();
     await register(stranger);
     await claim(hostname);

@@ -129,19 +129,26 @@ describe("D1 budget with 10,000 jobs, key already verified", () => {
     }
   });
 
-  it("agent endpoints are one round trip each: register, list, claim, report, deregister", async () => {
+  it("agent endpoints are one round trip each: register, list, claim, report, lease, deregister", async () => {
     const host = `budget-${crypto.randomUUID().slice(0, 8)}`;
     expectOneCall(await measure("PUT", `/agent/${host}`, { key, body: {} }), 200);
     expectOneCall(await measure("GET", "/agent", { key }), 200);
     await newJob(host);
     const claim = await measure("POST", `/agent/${host}/claim`, { key, body: {} });
     expectOneCall(claim, 200);
-    const [claimed] = (await json<{ jobs: { id: string }[] }>(claim)).jobs;
+    const [claimed] = (await json<{ jobs: { id: string; lease_token: string }[] }>(claim)).jobs;
     const id = claimed?.id;
+    const lease_token = claimed?.lease_token;
     expect(id).toBeDefined();
     const path = `/agent/${host}/job/${id}/event`;
-    expectOneCall(await measure("POST", path, { key, body: { event: "started" } }), 200);
-    const done = { event: "completed", result: { ok: true }, changed: false };
+    const started = { event: "started", lease_token };
+    expectOneCall(await measure("POST", path, { key, body: started }), 200);
+    const lease = { lease_token, lease_seconds: 600 };
+    expectOneCall(
+      await measure("POST", `/agent/${host}/job/${id}/lease`, { key, body: lease }),
+      200,
+    );
+    const done = { event: "completed", result: { ok: true }, changed: false, lease_token };
     expectOneCall(await measure("POST", path, { key, body: done }), 200);
     expectOneCall(await measure("DELETE", `/agent/${host}`, { key }), 204);
   });

@@ -85,6 +85,22 @@ export const CHECKS: Record<string, string> = {
     FROM job_agents a WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = a.job_id)`,
   agent_revision_ahead_of_store: `SELECT a.job_id AS subject, CAST(a.revision AS TEXT) AS ref
     FROM job_agents a WHERE a.revision > ${STORE}`,
+  lease_token_on_closed_delivery: `SELECT a.job_id AS subject, a.hostname || ' ' || a.state AS ref
+    FROM job_agents a
+    WHERE a.lease_token_hash IS NOT NULL AND a.state NOT IN ('acknowledged', 'started')`,
+  open_delivery_not_the_latest: `SELECT a.job_id AS subject, a.hostname || ' delivery ' || a.delivery AS ref
+    FROM job_agents a
+    WHERE a.lease_token_hash IS NOT NULL AND NOT EXISTS (
+      SELECT 1 FROM (SELECT lease_token_hash, json_extract(data, '$.delivery') AS delivery
+        FROM job_events WHERE job_id = a.job_id AND hostname = a.hostname AND event = 'acknowledged'
+        ORDER BY seq DESC LIMIT 1) e
+      WHERE e.lease_token_hash = a.lease_token_hash AND e.delivery = a.delivery)`,
+  lease_token_reused: `SELECT lease_token_hash AS subject, CAST(COUNT(*) AS TEXT) AS ref
+    FROM job_events WHERE lease_token_hash IS NOT NULL GROUP BY lease_token_hash HAVING COUNT(*) > 1`,
+  agent_without_owner: `SELECT a.hostname AS subject, a.owner_lineage_id AS ref
+    FROM agents a
+    WHERE a.owner_lineage_id IS NULL
+       OR NOT EXISTS (SELECT 1 FROM api_keys k WHERE k.lineage_id = a.owner_lineage_id)`,
 };
 
 export type Violation = { check: string; subject: string; ref: string | null };

@@ -681,18 +681,19 @@ describe("hostile requests at every route of the document", { timeout: 120_000 }
             fc.constant({ event: "completed", changed: "yes" }),
             fc
               .string({ minLength: 1 })
-              .filter((k) => !["event", "result", "changed", "error"].includes(k))
+              .filter((k) => !["event", "result", "changed", "error", "lease_token"].includes(k))
               .map((k) => ({ event: "completed", [k]: 1 })),
           )
           .map((body) => ({ refuse: true, body })),
       );
     await fc.assert(
       fc.asyncProperty(report, async ({ refuse, body: sent, depth }) => {
-        const body = depth ? { ...sent, result: deep(depth) } : sent;
         const id = (await createJob({ type: "hostile.report" }, agent)).job_id;
         const claimed = await direct("POST", `/agent/${agent}/claim`, { body: { limit: 100 } });
         const { jobs } = ClaimResultSchema.parse(await claimed.json());
-        expect(jobs.map((j) => j.id)).toContain(id);
+        const lease_token = jobs.find((j) => j.id === id)?.lease_token;
+        expect(lease_token).toBeDefined();
+        const body = { ...sent, ...(depth ? { result: deep(depth) } : {}), lease_token };
         const request = {
           label: `report ${JSON.stringify(body).slice(0, 60)}`,
           method: "POST",
@@ -766,10 +767,12 @@ describe("what this suite found, each pinned by an example", () => {
     const agent = `deep-${crypto.randomUUID().slice(0, 8)}`;
     expect((await direct("PUT", `/agent/${agent}`, { body: {} })).status).toBe(200);
     const { job_id } = await createJob({ type: "deep.result" }, agent);
-    await direct("POST", `/agent/${agent}/claim`, { body: { limit: 100 } });
+    const claimed = await direct("POST", `/agent/${agent}/claim`, { body: { limit: 100 } });
+    const { jobs } = ClaimResultSchema.parse(await claimed.json());
+    const lease_token = jobs.find((j) => j.id === job_id)?.lease_token;
     const result = JSON.parse(`${"[".repeat(15000)}${"]".repeat(15000)}`);
     const refused = await direct("POST", `/agent/${agent}/job/${job_id}/event`, {
-      body: { event: "completed", result },
+      body: { event: "completed", result, lease_token },
     });
     expect((await expectError(refused, 400)).details).toContain("must nest at most 64 levels");
     expect((await direct("GET", `/job/${job_id}`)).status).toBe(200);

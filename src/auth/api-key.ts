@@ -1,7 +1,16 @@
 export const SCOPES = ["job:read", "job:write", "agent:read", "agent:write", "admin"] as const;
 export type Scope = (typeof SCOPES)[number];
 
-export type VerifiedKey = { id: string; prefix: string; name: string; scopes: Scope[] };
+export type VerifiedKey = {
+  id: string;
+  prefix: string;
+  name: string;
+  scopes: Scope[];
+  /** The id of the first key of its rotation chain: what the key owns, its successors own. */
+  lineage: string;
+  /** Hostname patterns the key may act as an agent for; null: any hostname. */
+  agentHostnames: string[] | null;
+};
 
 const KEY_PATTERN = /^(jobs_[a-z0-9]{12})_[A-Za-z0-9_-]{43}$/;
 
@@ -12,7 +21,7 @@ export function keyPrefix(key: string): string | null {
 
 const PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 
-function base64url(bytes: Uint8Array): string {
+export function base64url(bytes: Uint8Array): string {
   return btoa(String.fromCharCode(...bytes))
     .replaceAll("+", "-")
     .replaceAll("/", "_")
@@ -43,6 +52,11 @@ export function fromHex(hex: string): Uint8Array {
 
 export function hasScope(key: VerifiedKey, scope: Scope): boolean {
   return key.scopes.includes("admin") || key.scopes.includes(scope);
+}
+
+/** The stored JSON array of hostname patterns, or null for a key that may act as any hostname. */
+export function parseAgentHostnames(value: string | null): string[] | null {
+  return value === null ? null : (JSON.parse(value) as string[]);
 }
 
 export function parseScopes(value: string): Scope[] {

@@ -7,6 +7,7 @@ import {
   hashKey,
   hasScope,
   keyPrefix,
+  parseAgentHostnames,
   parseScopes,
   type Scope,
   type VerifiedKey,
@@ -57,6 +58,8 @@ async function verify(c: Context<AppEnv>, presented: string): Promise<VerifiedKe
     prefix: row.prefix,
     name: row.name,
     scopes: parseScopes(row.scopes),
+    lineage: row.lineage_id ?? row.id,
+    agentHostnames: parseAgentHostnames(row.agent_hostnames),
   };
   const ttl = cacheSeconds(c.env) * 1000;
   if (ttl > 0) verified.set(prefix, { key, hash: storedHash, expiresAt, until: now + ttl });

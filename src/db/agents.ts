@@ -1,3 +1,4 @@
+import { hashLeaseToken, newLeaseToken } from "../auth/lease-token";
 import type { JobStatus } from "../domain/status";
 import { parseTarget } from "../domain/target";
 import type { AgentEventBody, Labels } from "../schemas/agent";
@@ -10,7 +11,13 @@ export type AgentRow = {
   labels: string;
   registered_at: string;
   last_seen: string;
+  owner_key_prefix: string | null;
 };
+
+/** The agent as shown: its owner is the newest key of the owning lineage. */
+const AGENT_COLUMNS = `a.hostname, a.labels, a.registered_at, a.last_seen,
+  (SELECT k.prefix FROM api_keys k WHERE k.lineage_id = a.owner_lineage_id AND k.replaced_by IS NULL
+   LIMIT 1) AS owner_key_prefix`;
 
 export type ClaimedJob = {
   id: string;
@@ -18,7 +25,17 @@ export type ClaimedJob = {
   target_hostname: string;
   delivery: number;
   lease_expires_at: string;
+  lease_token: string;
 };
+
+/** The key acting as an agent: its rotation lineage, and whether it may deregister any agent. */
+export type Actor = { lineage: string; admin?: boolean };
+
+/** The agent ?N may be acted as by the lineage ?M: it owns it, or nobody does yet (see 0006). */
+function ownedBy(hostname: string, lineage: string): string {
+  return `EXISTS (SELECT 1 FROM agents WHERE hostname = ${hostname}
+    AND (owner_lineage_id IS NULL OR owner_lineage_id = ${lineage}))`;
+}
 
 const OPEN = "('acknowledged', 'started')";
 const FINAL = "('completed', 'failed', 'skipped')";
@@ -57,26 +74,31 @@ export async function isTargetFound(db: Db, target: string): Promise<boolean> {
   return row?.found === 1;
 }
 
-/** One statement: register the agent or refresh it (labels replaced only when given). */
+/**
+ * One batch: register the agent for the caller's lineage, or refresh it (labels replaced only when
+ * given) when that lineage owns it. Null when another lineage owns the hostname.
+ */
 export async function upsertAgent(
   db: Db,
-  agent: { hostname: string; labels: Labels | undefined; now: string },
-): Promise<AgentRow> {
+  agent: { hostname: string; labels: Labels | undefined; now: string; owner: Actor },
+): Promise<AgentRow | null> {
   const labels = agent.labels === undefined ? null : canonicalLabels(agent.labels);
   const write = beginWrite(db, {
-    sql: "NOT EXISTS (SELECT 1 FROM agents WHERE hostname = ? AND (? IS NULL OR labels = ?))",
-    params: [agent.hostname, labels, labels],
+    sql: `NOT EXISTS (SELECT 1 FROM agents WHERE hostname = ?1 AND (?2 IS NULL OR labels = ?2))
+      AND NOT EXISTS (SELECT 1 FROM agents WHERE hostname = ?1 AND owner_lineage_id <> ?3)`,
+    params: [agent.hostname, labels, agent.owner.lineage],
   });
   const results = await db.batch([
     write.begin,
     db
       .prepare(
-        `INSERT INTO agents (hostname, labels, registered_at, last_seen, cursor_seq)
-         VALUES (?1, COALESCE(?2, '{}'), ?3, ?3, (SELECT COALESCE(MAX(seq), 0) FROM jobs))
-         ON CONFLICT (hostname) DO UPDATE SET labels = COALESCE(?2, labels), last_seen = ?3
-         RETURNING hostname, labels, registered_at, last_seen`,
+        `INSERT INTO agents (hostname, labels, registered_at, last_seen, cursor_seq, owner_lineage_id)
+         VALUES (?1, COALESCE(?2, '{}'), ?3, ?3, (SELECT COALESCE(MAX(seq), 0) FROM jobs), ?4)
+         ON CONFLICT (hostname) DO UPDATE SET labels = COALESCE(?2, labels), last_seen = ?3,
+           owner_lineage_id = ?4
+         WHERE agents.owner_lineage_id IS NULL OR agents.owner_lineage_id = ?4`,
       )
-      .bind(agent.hostname, labels, agent.now),
+      .bind(agent.hostname, labels, agent.now, agent.owner.lineage),
     db
       .prepare(
         `DELETE FROM agent_labels WHERE hostname = ?1 AND ?2 IS NOT NULL AND ${write.applies}`,
@@ -88,29 +110,95 @@ export async function upsertAgent(
          SELECT ?1, key, value FROM json_each(?2) WHERE ?2 IS NOT NULL AND ${write.applies}`,
       )
       .bind(agent.hostname, labels),
+    db
+      .prepare(
+        `SELECT ${AGENT_COLUMNS} FROM agents a WHERE hostname = ?1 AND owner_lineage_id = ?2`,
+      )
+      .bind(agent.hostname, agent.owner.lineage),
   ]);
-  const row = results[1]?.results[0] as AgentRow | undefined;
-  if (!row) throw new Error("upsertAgent: the upsert returned no row");
-  return row;
+  return (results[4]?.results[0] as AgentRow | undefined) ?? null;
 }
 
 export async function listAgents(db: Db): Promise<AgentRow[]> {
   const { results } = await db
-    .prepare("SELECT hostname, labels, registered_at, last_seen FROM agents ORDER BY hostname")
+    .prepare(`SELECT ${AGENT_COLUMNS} FROM agents a ORDER BY hostname`)
     .all<AgentRow>();
   return results;
 }
 
-/** One batch; false when there was no such agent. Its job rows stay: they are the jobs' history. */
-export async function deleteAgent(db: Db, hostname: string): Promise<boolean> {
+/** Whether the hostname is registered, and the lineage that owns it: why an agent write was refused. */
+export async function findAgentOwner(
+  db: Db,
+  hostname: string,
+): Promise<{ owner: string | null } | null> {
+  return db
+    .prepare("SELECT owner_lineage_id AS owner FROM agents WHERE hostname = ?1")
+    .bind(hostname)
+    .first<{ owner: string | null }>();
+}
+
+const DEREGISTERED = "agent deregistered";
+
+/**
+ * One batch, by the owner or an admin; false when nothing was deleted (no such agent, or another
+ * lineage owns it). What the agent held ends with it: its rows of jobs meant for it (its hostname,
+ * `_all`, its labels; created since its last claim too) are skipped with the reason in their
+ * timelines, and the leases of `_any` jobs it held run out now, so the next claim of any agent
+ * takes them over. Its finished rows stay: they are the jobs' history.
+ */
+export async function deleteAgent(
+  db: Db,
+  agent: { hostname: string; now: string; actor: Actor },
+): Promise<boolean> {
   const write = beginWrite(db, {
-    sql: "EXISTS (SELECT 1 FROM agents WHERE hostname = ?)",
-    params: [hostname],
+    sql: `EXISTS (SELECT 1 FROM agents WHERE hostname = ?1
+      AND (?3 = 1 OR owner_lineage_id IS NULL OR owner_lineage_id = ?2))`,
+    params: [agent.hostname, agent.actor.lineage, agent.actor.admin ? 1 : 0],
   });
+  const held = `hostname = ?1 AND state IN ('pending', ${OPEN.slice(1, -1)})
+    AND EXISTS (SELECT 1 FROM jobs WHERE id = job_agents.job_id AND target_hostname <> '_any')`;
   const results = await db.batch([
     write.begin,
-    db.prepare(`DELETE FROM agent_labels WHERE hostname = ?1 AND ${write.applies}`).bind(hostname),
-    db.prepare(`DELETE FROM agents WHERE hostname = ?1 AND ${write.applies}`).bind(hostname),
+    db
+      .prepare(
+        `INSERT OR IGNORE INTO job_agents (job_id, job_seq, hostname, state)
+         SELECT j.id, j.seq, ?1, 'pending' ${NEW_FOR_AGENT} AND ${write.applies}`,
+      )
+      .bind(agent.hostname),
+    db
+      .prepare(
+        `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
+         SELECT job_id, 'skipped', ?1, ?2, ${CURRENT_REVISION}, json_object('error', '${DEREGISTERED}')
+         FROM job_agents WHERE ${held} AND ${write.applies} ORDER BY job_seq`,
+      )
+      .bind(agent.hostname, agent.now),
+    db
+      .prepare(
+        `UPDATE job_agents SET state = 'skipped', error = '${DEREGISTERED}', finished_at = ?2,
+           lease_token_hash = NULL, revision = ${CURRENT_REVISION}
+         WHERE ${held} AND ${write.applies}`,
+      )
+      .bind(agent.hostname, agent.now),
+    db
+      .prepare(
+        `UPDATE job_agents SET lease_expires_at = ?2, lease_token_hash = NULL
+         WHERE hostname = ?1 AND state IN ${OPEN} AND lease_expires_at > ?2
+           AND EXISTS (SELECT 1 FROM jobs WHERE id = job_agents.job_id AND target_hostname = '_any')
+           AND ${write.applies}`,
+      )
+      .bind(agent.hostname, agent.now),
+    db
+      .prepare(
+        refreshJobs(
+          "?1",
+          `id IN (SELECT job_id FROM job_agents WHERE revision = ${CURRENT_REVISION}) AND ${write.applies}`,
+        ),
+      )
+      .bind(agent.now),
+    db
+      .prepare(`DELETE FROM agent_labels WHERE hostname = ?1 AND ${write.applies}`)
+      .bind(agent.hostname),
+    db.prepare(`DELETE FROM agents WHERE hostname = ?1 AND ${write.applies}`).bind(agent.hostname),
   ]);
   return (results[0]?.meta.changes ?? 0) > 0;
 }
@@ -180,34 +268,49 @@ const EXHAUSTED = `SELECT rowid FROM job_agents INDEXED BY job_agents_lease
 const TAKEN_OVER = `job_id IN (SELECT job_id FROM (${OWN_DUE})) AND hostname <> ?1 AND state IN ${OPEN}
   AND EXISTS (SELECT 1 FROM jobs WHERE id = job_agents.job_id AND target_hostname = '_any')`;
 
+/** Why the previous holder of a taken-over `_any` job lost it. */
+const TAKEN_OVER_REASON = `CASE WHEN EXISTS (SELECT 1 FROM agents WHERE hostname = job_agents.hostname)
+  THEN 'lease expired' ELSE '${DEREGISTERED}' END || '; redelivered to ' || ?1`;
+
 export type ClaimRequest = {
   hostname: string;
+  owner: Actor;
   now: string;
   leaseExpiresAt: string;
   limit: number;
   maxDeliveries: number;
 };
 
+export type ClaimOutcome = { jobs: ClaimedJob[] } | { refused: true };
+
 /**
  * One batch, conditions in SQL, so two agents claiming at once never both get an `_any` job:
  * D1 runs batches one at a time, and each hands out only what is still due when it runs.
+ * Every delivery gets a new lease token: `limit` are made here, the batch gives the n-th job it
+ * hands out (oldest first) the n-th token's hash, and only the hash is stored.
  * Also fails, for their agents, leases that ran out on the last allowed delivery.
- * Returns null when the agent is not registered.
+ * Refused when the agent is not registered or another lineage owns it.
  */
-export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimedJob[] | null> {
+export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimOutcome> {
+  const tokens = Array.from({ length: claim.limit }, newLeaseToken);
+  const hashes = await Promise.all(tokens.map(hashLeaseToken));
+  const tokenOf = new Map(hashes.map((hash, i) => [hash, tokens[i] as string]));
   const params = [
     claim.hostname,
     claim.now,
     claim.leaseExpiresAt,
     claim.limit,
     claim.maxDeliveries,
+    claim.owner.lineage,
+    JSON.stringify(hashes),
   ] as const;
-  const [h, now, lease, limit, max] = params;
+  const [h, now, , , , lineage] = params;
+  const due = params.slice(0, 5);
   // One condition, so its numbered parameters are the begin statement's own.
   const write = beginWrite(db, {
-    sql: `EXISTS (SELECT 1 FROM agents WHERE hostname = ?1) AND (EXISTS (${OWN_DUE}) OR EXISTS (${ANY_DUE})
+    sql: `${ownedBy("?1", "?6")} AND (EXISTS (${OWN_DUE}) OR EXISTS (${ANY_DUE})
       OR EXISTS (SELECT 1 ${NEW_FOR_AGENT}) OR EXISTS (${EXHAUSTED}))`,
-    params: [...params],
+    params: params.slice(0, 6),
   });
   const applies = write.applies;
   const results = await db.batch([
@@ -220,10 +323,11 @@ export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimedJob
       .bind(h),
     db
       .prepare(
-        `UPDATE agents SET last_seen = ?2, cursor_seq = MAX(cursor_seq, (SELECT COALESCE(MAX(seq), 0) FROM jobs))
-         WHERE hostname = ?1`,
+        `UPDATE agents SET last_seen = ?2, owner_lineage_id = ?3,
+           cursor_seq = MAX(cursor_seq, (SELECT COALESCE(MAX(seq), 0) FROM jobs))
+         WHERE hostname = ?1 AND (owner_lineage_id IS NULL OR owner_lineage_id = ?3)`,
       )
-      .bind(h, now),
+      .bind(h, now, lineage),
     db
       .prepare(
         `INSERT INTO job_agents (job_id, job_seq, hostname, state, delivery)
@@ -233,50 +337,54 @@ export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimedJob
                ORDER BY seq LIMIT ?4) c
          WHERE c.kind = 1 AND ${applies}`,
       )
-      .bind(h, now, lease, limit, max),
+      .bind(...due),
     db
       .prepare(
         `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
-         SELECT job_id, 'skipped', hostname, ?2, ${CURRENT_REVISION}, json_object('error', 'lease expired; redelivered to ' || ?1)
+         SELECT job_id, 'skipped', hostname, ?2, ${CURRENT_REVISION}, json_object('error', ${TAKEN_OVER_REASON})
          FROM job_agents WHERE ${TAKEN_OVER} AND ${applies} ORDER BY job_id`,
       )
-      .bind(h, now, lease, limit, max),
+      .bind(...due),
     db
       .prepare(
-        `UPDATE job_agents SET state = 'skipped', error = 'lease expired; redelivered to ' || ?1,
-           finished_at = ?2, revision = ${CURRENT_REVISION}
+        `UPDATE job_agents SET state = 'skipped', error = ${TAKEN_OVER_REASON},
+           finished_at = ?2, lease_token_hash = NULL, revision = ${CURRENT_REVISION}
          WHERE ${TAKEN_OVER} AND ${applies}`,
       )
-      .bind(h, now, lease, limit, max),
+      .bind(...due),
     db
       .prepare(
-        `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
-         SELECT job_id, 'acknowledged', ?1, ?2, ${CURRENT_REVISION}, json_object('delivery', delivery + 1, 'lease_expires_at', ?3)
+        `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data, lease_token_hash)
+         SELECT job_id, 'acknowledged', ?1, ?2, ${CURRENT_REVISION}, json_object('delivery', delivery + 1, 'lease_expires_at', ?3),
+           json_extract(?7, '$[' || (row_number() OVER (ORDER BY job_seq) - 1) || ']')
          FROM job_agents WHERE hostname = ?1 AND job_id IN (SELECT job_id FROM (${OWN_DUE})) AND ${applies}
          ORDER BY job_seq`,
       )
-      .bind(h, now, lease, limit, max),
+      .bind(...params),
     db
       .prepare(
         `UPDATE job_agents SET state = CASE state WHEN 'pending' THEN 'acknowledged' ELSE state END,
-           delivery = delivery + 1, lease_expires_at = ?3, revision = ${CURRENT_REVISION}
+           delivery = delivery + 1, lease_expires_at = ?3, revision = ${CURRENT_REVISION},
+           lease_token_hash = (SELECT e.lease_token_hash FROM job_events e
+             WHERE e.job_id = job_agents.job_id AND e.hostname = ?1 AND e.event = 'acknowledged'
+               AND e.revision = ${CURRENT_REVISION})
          WHERE hostname = ?1 AND job_id IN (SELECT job_id FROM (${OWN_DUE})) AND ${applies}`,
       )
-      .bind(h, now, lease, limit, max),
+      .bind(...due),
     db
       .prepare(
         `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
          SELECT job_id, 'failed', hostname, ?2, ${CURRENT_REVISION}, json_object('error', 'max deliveries exceeded')
          FROM job_agents WHERE rowid IN (${EXHAUSTED}) AND ${applies} ORDER BY job_id, hostname`,
       )
-      .bind(h, now, lease, limit, max),
+      .bind(...due),
     db
       .prepare(
         `UPDATE job_agents SET state = 'failed', error = 'max deliveries exceeded', finished_at = ?2,
-           revision = ${CURRENT_REVISION}
+           lease_token_hash = NULL, revision = ${CURRENT_REVISION}
          WHERE rowid IN (${EXHAUSTED}) AND ${applies}`,
       )
-      .bind(h, now, lease, limit, max),
+      .bind(...due),
     db
       .prepare(
         refreshJobs(
@@ -287,31 +395,39 @@ export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimedJob
       .bind(now),
     db
       .prepare(
-        `SELECT j.id, j.operation, j.target_hostname, ja.delivery, ja.lease_expires_at
+        `SELECT j.id, j.operation, j.target_hostname, ja.delivery, ja.lease_expires_at, ja.lease_token_hash
          FROM job_agents ja JOIN jobs j ON j.id = ja.job_id
          WHERE ja.hostname = ?1 AND ja.revision = ${CURRENT_REVISION} AND ja.state IN ${OPEN} AND ${applies}
          ORDER BY ja.job_seq`,
       )
       .bind(h),
   ]);
-  if ((results[2]?.meta.changes ?? 0) === 0) return null;
-  type Row = Omit<ClaimedJob, "operation"> & { operation: string };
-  return ((results[11]?.results ?? []) as Row[]).map((row) => ({
-    ...row,
-    operation: JSON.parse(row.operation) as Operation,
-  }));
+  if ((results[2]?.meta.changes ?? 0) === 0) return { refused: true };
+  type Row = Omit<ClaimedJob, "operation" | "lease_token"> & {
+    operation: string;
+    lease_token_hash: string;
+  };
+  return {
+    jobs: ((results[11]?.results ?? []) as Row[]).map(({ lease_token_hash, ...row }) => ({
+      ...row,
+      operation: JSON.parse(row.operation) as Operation,
+      lease_token: tokenOf.get(lease_token_hash) ?? "",
+    })),
+  };
 }
 
-export type AgentReport = {
-  jobId: string;
-  hostname: string;
-  body: AgentEventBody;
-  now: string;
-};
+/** A delivery as its agent names it: the job, the hostname, the key acting, the token shown. */
+export type Delivery = { jobId: string; hostname: string; owner: Actor; tokenHash: string };
+
+/** The delivery is open, its token is the one shown and its lease has not run out (at ?5). */
+const DELIVERY_VALID = `EXISTS (SELECT 1 FROM job_agents WHERE job_id = ?1 AND hostname = ?2
+  AND state IN ${OPEN} AND lease_token_hash = ?4 AND lease_expires_at > ?5)`;
+
+export type AgentReport = Delivery & { body: Omit<AgentEventBody, "lease_token">; now: string };
 
 export type ReportOutcome = { job_id: string; status: JobStatus; revision: number };
 
-function eventData(body: AgentEventBody): string | null {
+function eventData(body: AgentReport["body"]): string | null {
   const data: Record<string, unknown> = {};
   if (body.result !== undefined) data.result = body.result;
   if (body.changed !== undefined) data.changed = body.changed;
@@ -321,20 +437,31 @@ function eventData(body: AgentEventBody): string | null {
 
 /**
  * One batch: the event, the agent's row, the job's status and summary, the counters and the
- * revision. Only the agent that holds the job (claimed, not finished, not taken over) may report;
- * null when it does not.
+ * revision. Only the current delivery may report: its agent is owned by the caller's lineage, the
+ * token is that delivery's, its lease has not run out, and `started` comes once per delivery.
+ * A final report ends the delivery and forgets its token. Null when refused.
  */
 export async function reportEvent(db: Db, report: AgentReport): Promise<ReportOutcome | null> {
   const { body } = report;
   const write = beginWrite(db, {
-    sql: `EXISTS (SELECT 1 FROM job_agents WHERE job_id = ? AND hostname = ? AND state IN ${OPEN})`,
-    params: [report.jobId, report.hostname],
+    sql: `${ownedBy("?2", "?3")} AND ${DELIVERY_VALID} AND (?6 <> 'started' OR NOT EXISTS (
+      SELECT 1 FROM job_agents WHERE job_id = ?1 AND hostname = ?2 AND started_delivery = delivery))`,
+    params: [
+      report.jobId,
+      report.hostname,
+      report.owner.lineage,
+      report.tokenHash,
+      report.now,
+      body.event,
+    ],
   });
   const results = await db.batch([
     write.begin,
     db
-      .prepare("UPDATE agents SET last_seen = ?2 WHERE hostname = ?1")
-      .bind(report.hostname, report.now),
+      .prepare(
+        `UPDATE agents SET last_seen = ?2, owner_lineage_id = ?3 WHERE hostname = ?1 AND ${write.applies}`,
+      )
+      .bind(report.hostname, report.now, report.owner.lineage),
     db
       .prepare(
         `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
@@ -346,7 +473,9 @@ export async function reportEvent(db: Db, report: AgentReport): Promise<ReportOu
         `UPDATE job_agents SET
            state = ?3,
            started_at = CASE WHEN ?3 = 'started' THEN COALESCE(started_at, ?4) ELSE started_at END,
+           started_delivery = CASE WHEN ?3 = 'started' THEN delivery ELSE started_delivery END,
            finished_at = CASE WHEN ?3 = 'started' THEN NULL ELSE ?4 END,
+           lease_token_hash = CASE WHEN ?3 = 'started' THEN lease_token_hash END,
            result = ?5, changed = ?6, error = ?7, revision = ${CURRENT_REVISION}
          WHERE job_id = ?1 AND hostname = ?2 AND state IN ${OPEN} AND ${write.applies}`,
       )
@@ -368,30 +497,96 @@ export async function reportEvent(db: Db, report: AgentReport): Promise<ReportOu
   return (results[4]?.results[0] as ReportOutcome | undefined) ?? null;
 }
 
-export type ReportRefusal = {
+export type LeaseExtension = Delivery & { now: string; leaseExpiresAt: string };
+
+export type ExtendedLease = { job_id: string; lease_expires_at: string; delivery: number };
+
+/**
+ * One batch that takes no revision (the job's data does not change): the open delivery's lease
+ * runs until `leaseExpiresAt`, and the agent is seen. Null when refused, on the report's rules.
+ */
+export async function extendLease(db: Db, lease: LeaseExtension): Promise<ExtendedLease | null> {
+  const params = [
+    lease.jobId,
+    lease.hostname,
+    lease.owner.lineage,
+    lease.tokenHash,
+    lease.now,
+    lease.leaseExpiresAt,
+  ];
+  const valid = `${ownedBy("?2", "?3")} AND ${DELIVERY_VALID}`;
+  const [, extended] = await db.batch([
+    db
+      .prepare(`UPDATE agents SET last_seen = ?5 WHERE hostname = ?2 AND ${valid}`)
+      .bind(...params.slice(0, 5)),
+    db
+      .prepare(
+        `UPDATE job_agents SET lease_expires_at = ?6
+         WHERE job_id = ?1 AND hostname = ?2 AND ${valid}
+         RETURNING job_id, lease_expires_at, delivery`,
+      )
+      .bind(...params),
+  ]);
+  return (extended?.results[0] as ExtendedLease | undefined) ?? null;
+}
+
+export type DeliveryRefusal = {
+  /** The lineage owning the agent; undefined when no such agent is registered. */
+  agentOwner: string | null | undefined;
   jobExists: boolean;
+  /** This agent's row: its state, delivery and lease; null when it never had the job. */
   state: string | null;
+  delivery: number | null;
+  leaseExpiresAt: string | null;
+  startedDelivery: number | null;
+  /** The token shown is this agent's open delivery's. */
+  tokenCurrent: boolean;
+  /** The delivery whose token was shown, when it was one of this job's. */
+  tokenDelivery: number | null;
+  /** The job's latest delivery, to any agent, and the agent that holds an `_any` job now. */
+  latestDelivery: number | null;
   holder: string | null;
 };
 
-/** Why a report was refused: the job, this agent's state on it, and who holds it now. */
-export async function findReportRefusal(
-  db: Db,
-  jobId: string,
-  hostname: string,
-): Promise<ReportRefusal> {
+/** Why a report or lease extension was refused: everything the answer names, in one read. */
+export async function findDeliveryRefusal(db: Db, delivery: Delivery): Promise<DeliveryRefusal> {
   const row = await db
     .prepare(
-      `SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1) AS job_exists,
-         (SELECT state FROM job_agents WHERE job_id = ?1 AND hostname = ?2) AS state,
+      `SELECT
+         (SELECT json_object('owner', owner_lineage_id) FROM agents WHERE hostname = ?2) AS agent,
+         EXISTS (SELECT 1 FROM jobs WHERE id = ?1) AS job_exists,
+         ja.state, ja.delivery, ja.lease_expires_at, ja.started_delivery,
+         COALESCE(ja.lease_token_hash = ?3, 0) AS token_current,
+         (SELECT json_extract(e.data, '$.delivery') FROM job_events e INDEXED BY job_events_job
+          WHERE e.job_id = ?1 AND e.event = 'acknowledged' AND e.lease_token_hash = ?3 LIMIT 1) AS token_delivery,
+         (SELECT MAX(delivery) FROM job_agents WHERE job_id = ?1) AS latest_delivery,
          (SELECT hostname FROM job_agents WHERE job_id = ?1 AND hostname <> ?2 AND state IN ${OPEN}
-            AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND target_hostname = '_any') LIMIT 1) AS holder`,
+            AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND target_hostname = '_any') LIMIT 1) AS holder
+       FROM (SELECT 1) LEFT JOIN job_agents ja ON ja.job_id = ?1 AND ja.hostname = ?2`,
     )
-    .bind(jobId, hostname)
-    .first<{ job_exists: number; state: string | null; holder: string | null }>();
+    .bind(delivery.jobId, delivery.hostname, delivery.tokenHash)
+    .first<{
+      agent: string | null;
+      job_exists: number;
+      state: string | null;
+      delivery: number | null;
+      lease_expires_at: string | null;
+      started_delivery: number | null;
+      token_current: number;
+      token_delivery: number | null;
+      latest_delivery: number | null;
+      holder: string | null;
+    }>();
   return {
+    agentOwner: row?.agent ? (JSON.parse(row.agent) as { owner: string | null }).owner : undefined,
     jobExists: row?.job_exists === 1,
     state: row?.state ?? null,
+    delivery: row?.delivery ?? null,
+    leaseExpiresAt: row?.lease_expires_at ?? null,
+    startedDelivery: row?.started_delivery ?? null,
+    tokenCurrent: row?.token_current === 1,
+    tokenDelivery: row?.token_delivery ?? null,
+    latestDelivery: row?.latest_delivery ?? null,
     holder: row?.holder ?? null,
   };
 }

@@ -1,4 +1,4 @@
-import { parseScopes } from "../auth/api-key";
+import { parseAgentHostnames, parseScopes } from "../auth/api-key";
 import type { ApiKey } from "../schemas/key";
 import type { Db } from "./session";
 
@@ -13,12 +13,14 @@ export type ApiKeyRow = {
   revoked_at: string | null;
   last_used_at: string | null;
   replaced_by: string | null;
+  lineage_id: string | null;
+  agent_hostnames: string | null;
 };
 
-type PublicRow = Omit<ApiKeyRow, "key_hash">;
+type PublicRow = Omit<ApiKeyRow, "key_hash" | "lineage_id">;
 
 const PUBLIC_COLUMNS =
-  "id, prefix, name, scopes, created_at, expires_at, revoked_at, last_used_at, replaced_by";
+  "id, prefix, name, scopes, created_at, expires_at, revoked_at, last_used_at, replaced_by, agent_hostnames";
 
 /** Accepted now: neither revoked nor past its expiry (ISO timestamps in UTC compare as text). */
 const ACCEPTED = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?5)";
@@ -40,6 +42,7 @@ export function toApiKey(row: PublicRow, now: string): ApiKey {
     revoked_at: row.revoked_at,
     last_used_at: row.last_used_at,
     replaced_by: row.replaced_by,
+    agent_hostnames: parseAgentHostnames(row.agent_hostnames),
   };
 }
 
@@ -72,14 +75,25 @@ export type NewApiKey = {
   scopes: string[];
   now: string;
   expiresAt: string | null;
+  agentHostnames: string[] | null;
 };
 
 export async function insertApiKey(db: Db, key: NewApiKey): Promise<ApiKey> {
   const row = await db
     .prepare(
-      `INSERT INTO api_keys (id, prefix, key_hash, name, scopes, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING ${PUBLIC_COLUMNS}`,
+      `INSERT INTO api_keys (id, prefix, key_hash, name, scopes, created_at, expires_at, lineage_id, agent_hostnames)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?1, ?8) RETURNING ${PUBLIC_COLUMNS}`,
     )
-    .bind(key.id, key.prefix, key.keyHash, key.name, key.scopes.join(","), key.now, key.expiresAt)
+    .bind(
+      key.id,
+      key.prefix,
+      key.keyHash,
+      key.name,
+      key.scopes.join(","),
+      key.now,
+      key.expiresAt,
+      key.agentHostnames === null ? null : JSON.stringify(key.agentHostnames),
+    )
     .first<PublicRow>();
   if (!row) throw new Error("INSERT … RETURNING returned no row");
   return toApiKey(row, key.now);
@@ -125,7 +139,8 @@ export type Rotation = {
 };
 
 /**
- * One batch: the successor copies the old key's name and scopes only while the old key is accepted
+ * One batch: the successor copies the old key's name, scopes, hostname patterns and lineage (so it
+ * owns what the old key owned) only while the old key is accepted
  * and not yet rotated; the old key then names it and expires at `oldExpiresAt` (never later than
  * it already would). Null when nothing was written.
  */
@@ -137,8 +152,8 @@ export async function rotateApiKey(
   const [inserted, updated] = await db.batch<PublicRow>([
     db
       .prepare(
-        `INSERT INTO api_keys (id, prefix, key_hash, name, scopes, created_at, expires_at)
-         SELECT ?2, ?3, ?4, name, scopes, ?5, ?6 FROM api_keys
+        `INSERT INTO api_keys (id, prefix, key_hash, name, scopes, created_at, expires_at, lineage_id, agent_hostnames)
+         SELECT ?2, ?3, ?4, name, scopes, ?5, ?6, lineage_id, agent_hostnames FROM api_keys
          WHERE id = ?1 AND replaced_by IS NULL AND ${ACCEPTED}
          RETURNING ${PUBLIC_COLUMNS}`,
       )

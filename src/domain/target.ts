@@ -29,3 +29,19 @@ export function parseTarget(value: string): Target | null {
   }
   return HOSTNAME.test(value) ? { kind: "hostname", hostname: value } : null;
 }
+
+/** A hostname pattern of a restricted key: the hostname grammar, where `*` stands for any run of it. */
+export const HOSTNAME_PATTERN = /^[A-Za-z0-9*][A-Za-z0-9._*-]{0,252}$/;
+
+function patternRegExp(pattern: string): RegExp {
+  const body = pattern
+    .split("*")
+    .map((part) => part.replaceAll(".", "\\."))
+    .join("[A-Za-z0-9._-]*");
+  return new RegExp(`^${body}$`);
+}
+
+/** Whether a key restricted to these patterns may act as the hostname (null: unrestricted). */
+export function hostnameAllowed(patterns: readonly string[] | null, hostname: string): boolean {
+  return patterns === null || patterns.some((pattern) => patternRegExp(pattern).test(hostname));
+}

@@ -1,15 +1,24 @@
 import { createRoute } from "@hono/zod-openapi";
-import { createRouter } from "../app";
+import type { Context } from "hono";
+import { type AppEnv, createRouter } from "../app";
+import { hasScope } from "../auth/api-key";
+import { hashLeaseToken } from "../auth/lease-token";
 import { requireScope } from "../auth/middleware";
 import {
+  type Actor,
   type AgentRow,
   claimJobs,
+  type Delivery,
   deleteAgent,
-  findReportRefusal,
+  extendLease,
+  findAgentOwner,
+  findDeliveryRefusal,
   listAgents,
   reportEvent,
   upsertAgent,
 } from "../db/agents";
+import type { Db } from "../db/session";
+import { hostnameAllowed } from "../domain/target";
 import { ApiError } from "../errors";
 import { noteWrite } from "../logging";
 import {
@@ -24,6 +33,8 @@ import {
   DEFAULT_LEASE_SECONDS,
   HostnameParamsSchema,
   type Labels,
+  LeaseBodySchema,
+  LeaseResultSchema,
   RegisterAgentBodySchema,
 } from "../schemas/agent";
 import { errorResponses } from "../schemas/error";
@@ -45,6 +56,7 @@ function toAgent(row: AgentRow, now: number, ttlSeconds: number) {
     last_seen: row.last_seen,
     state:
       Date.parse(row.last_seen) > now - ttlSeconds * 1000 ? ("ready" as const) : ("stale" as const),
+    owner_key_prefix: row.owner_key_prefix,
   };
 }
 
@@ -52,6 +64,100 @@ function agentNotFound(hostname: string) {
   return new ApiError(404, `agent not found: ${hostname}`);
 }
 
+function ownedByAnother(hostname: string) {
+  return new ApiError(
+    403,
+    `agent ${hostname} belongs to another key`,
+    "only the key that registered it, or the key it was rotated to, may act as it; an admin key can deregister it",
+  );
+}
+
+/**
+ * The calling key as an agent: refused at once (403, no D1) when the key is restricted to hostname
+ * patterns that do not match; ownership is checked by the write itself, in SQL.
+ */
+function actingAs(c: Context<AppEnv>, hostname: string): Actor {
+  const key = c.get("apiKey");
+  if (!hostnameAllowed(key.agentHostnames, hostname)) {
+    throw new ApiError(
+      403,
+      `this key may not act as agent ${hostname}`,
+      `it is restricted to hostnames matching ${key.agentHostnames?.join(", ")}`,
+    );
+  }
+  return { lineage: key.lineage, admin: hasScope(key, "admin") };
+}
+
+/** The delivery a report or lease extension names, as the calling key acts for it. */
+async function deliveryOf(
+  c: Context<AppEnv>,
+  hostname: string,
+  jobId: string,
+  leaseToken: string,
+): Promise<Delivery> {
+  const owner = actingAs(c, hostname);
+  return { jobId, hostname, owner, tokenHash: await hashLeaseToken(leaseToken) };
+}
+
+/** Why an agent write by this lineage changed nothing: no such agent, or another key owns it. */
+async function agentRefusal(db: Db, hostname: string, actor: Actor): Promise<ApiError> {
+  const agent = await findAgentOwner(db, hostname);
+  if (!agent) return agentNotFound(hostname);
+  if (agent.owner !== null && agent.owner !== actor.lineage) return ownedByAnother(hostname);
+  return new ApiError(409, `agent ${hostname} changed while this request ran`, "send it again");
+}
+
+/** Why a report or lease extension of this delivery was refused, from one read. */
+async function deliveryRefusal(
+  db: Db,
+  delivery: Delivery,
+  request: { now: string; event?: string },
+): Promise<ApiError> {
+  const { jobId: id, hostname } = delivery;
+  const r = await findDeliveryRefusal(db, delivery);
+  if (r.agentOwner === undefined) return agentNotFound(hostname);
+  if (r.agentOwner !== null && r.agentOwner !== delivery.owner.lineage)
+    return ownedByAnother(hostname);
+  if (!r.jobExists) return new ApiError(404, `job not found: ${id}`);
+  if (r.tokenCurrent) {
+    if (r.leaseExpiresAt !== null && r.leaseExpiresAt <= request.now)
+      return new ApiError(
+        409,
+        "lease expired",
+        `delivery ${r.delivery} of job ${id} to ${hostname} ran out at ${r.leaseExpiresAt}; the job will be handed out again`,
+      );
+    if (request.event === "started" && r.startedDelivery === r.delivery)
+      return new ApiError(
+        409,
+        "already started",
+        `delivery ${r.delivery} of job ${id} reported started already`,
+      );
+    return new ApiError(409, `job ${id} changed while this request ran`, "send it again");
+  }
+  if (r.tokenDelivery !== null) {
+    const finished = r.state === "completed" || r.state === "failed" || r.state === "skipped";
+    if (finished && r.tokenDelivery === r.delivery && r.latestDelivery === r.delivery)
+      return new ApiError(
+        409,
+        `agent ${hostname} already finished job ${id}`,
+        `its state is ${r.state}`,
+      );
+    return new ApiError(
+      409,
+      `superseded by delivery ${r.latestDelivery}`,
+      r.holder === null
+        ? `the token is delivery ${r.tokenDelivery}'s; its lease ran out and the job was handed out again`
+        : `the token is delivery ${r.tokenDelivery}'s; the job is held by agent ${r.holder}`,
+    );
+  }
+  return new ApiError(
+    409,
+    "unknown lease token",
+    r.state === null || r.state === "pending"
+      ? `agent ${hostname} does not hold job ${id}: claim it first`
+      : `send the lease_token the claim handed out with job ${id}`,
+  );
+}
 const jsonBody = <T>(schema: T, description: string, required = true) => ({
   required,
   description,
@@ -65,7 +171,7 @@ export const registerAgent = createRoute({
   tags: ["agents"],
   summary: "Register or refresh an agent",
   description:
-    "Creates the agent or refreshes its `last_seen`; `labels`, when given, replace its labels. An agent receives the `_all` and label jobs created after it registered, and jobs targeted at its hostname. A new agent or new labels take the next store revision.",
+    "Creates the agent or refreshes its `last_seen`; `labels`, when given, replace its labels. The key that registers a hostname owns it: any other key gets 403 on every agent route for it (the owner's rotation successor is the owner). A key restricted by `agent_hostnames` may register only matching hostnames. An agent receives the `_all` and label jobs created after it registered, and jobs targeted at its hostname. A new agent or new labels take the next store revision.",
   security: SECURITY,
   middleware: [requireScope("agent:write")] as const,
   request: {
@@ -85,7 +191,7 @@ export const listAgentsRoute = createRoute({
   tags: ["agents"],
   summary: "List agents",
   description:
-    "Every registered agent, by hostname, with `state` `ready` when it was seen within the agent TTL and `stale` otherwise.",
+    "Every registered agent, by hostname, with `state` `ready` when it was seen within the agent TTL and `stale` otherwise, and the prefix of the key that owns it.",
   security: SECURITY,
   middleware: [requireScope("agent:read")] as const,
   responses: {
@@ -104,7 +210,7 @@ export const deregisterAgent = createRoute({
   tags: ["agents"],
   summary: "Deregister an agent",
   description:
-    "Removes the agent and its labels; jobs can no longer target it. What it did stays in the jobs' history.",
+    "By the owning key, or any admin key (which frees the hostname). Removes the agent and its labels in one transaction, and ends what it held: its share of jobs meant for it (its hostname, `_all`, its labels) ends `skipped` with `agent deregistered` in the timeline, and the leases of `_any` jobs it held run out at once, so any other agent's next claim takes them over. Jobs can no longer target it, and its reports get 404. What it did stays in the jobs' history.",
   security: SECURITY,
   middleware: [requireScope("agent:write")] as const,
   request: { params: HostnameParamsSchema },
@@ -121,7 +227,7 @@ export const claimJobsRoute = createRoute({
   tags: ["agents"],
   summary: "Claim jobs",
   description:
-    "Hands the agent the jobs due for it, oldest first, each under a lease: `_any` jobs that no agent holds or has finished, jobs targeted at its hostname, and `_all` and label jobs it has not finished. Each claim writes an `acknowledged` event; the job becomes `processing`. A job whose lease ran out is handed out again (`delivery` + 1); after the maximum deliveries (`MAX_DELIVERIES`, default 5) it is failed for that agent with `max deliveries exceeded`. Refreshes `last_seen`. An empty list when nothing is due.",
+    "Hands the agent the jobs due for it, oldest first, each under a lease with its own `lease_token`, which the delivery's reports and lease extensions must carry: `_any` jobs that no agent holds or has finished, jobs targeted at its hostname, and `_all` and label jobs it has not finished. Each claim writes an `acknowledged` event; the job becomes `processing`. A job whose lease ran out is handed out again (`delivery` + 1); after the maximum deliveries (`MAX_DELIVERIES`, default 5) it is failed for that agent with `max deliveries exceeded`. Refreshes `last_seen`. An empty list when nothing is due.",
   security: SECURITY,
   middleware: [requireScope("agent:write")] as const,
   request: {
@@ -144,7 +250,7 @@ export const reportJobEvent = createRoute({
   tags: ["agents"],
   summary: "Report on a claimed job",
   description:
-    "`started`, then one of `completed` (with `result`, `changed`), `failed` (with `error`) or `skipped`. The event, the agent's answer, the job's status, the counters and the revision move in one transaction. Only the agent holding the job may report: after another agent took it over, or after a final report, the answer is 409 and nothing changes.",
+    "`started` (once per delivery), then one of `completed` (with `result`, `changed`), `failed` (with `error`) or `skipped`, each with the delivery's `lease_token`. The event, the agent's answer, the job's status, the counters and the revision move in one transaction. Only the current delivery may report, before its lease runs out; otherwise the answer is 409 and nothing changes, with `error` saying why: `lease expired`, `superseded by delivery N` (a redelivery, to this agent or another, has the job now), `unknown lease token`, `already started`, or that the agent already finished the job.",
   security: SECURITY,
   middleware: [requireScope("agent:write")] as const,
   request: {
@@ -160,11 +266,41 @@ export const reportJobEvent = createRoute({
   },
 });
 
+export const extendLeaseRoute = createRoute({
+  method: "post",
+  path: "/agent/{hostname}/job/{id}/lease",
+  operationId: "extendLease",
+  tags: ["agents"],
+  summary: "Extend a lease",
+  description:
+    "For jobs that run longer than their lease: the delivery's lease now runs until `lease_seconds` from now. Needs the delivery's `lease_token`, before the lease runs out, on the report's rules (403 for another key's agent; 409 `lease expired`, `superseded by delivery N`, `unknown lease token`). One round trip; takes no store revision, since the job does not change. Refreshes `last_seen`.",
+  security: SECURITY,
+  middleware: [requireScope("agent:write")] as const,
+  request: {
+    params: AgentJobParamsSchema,
+    body: jsonBody(LeaseBodySchema, "The delivery's token and the new lease"),
+  },
+  responses: {
+    200: {
+      description: "The delivery's new lease",
+      content: { "application/json": { schema: LeaseResultSchema } },
+    },
+    ...errorResponses(400, 401, 403, 404, 409, 413, 415, 429, 500, 503),
+  },
+});
+
 export const agents = createRouter()
   .openapi(registerAgent, async (c) => {
     const { hostname } = c.req.valid("param");
     const { labels } = c.req.valid("json");
-    const row = await upsertAgent(c.var.db, { hostname, labels, now: new Date().toISOString() });
+    const owner = actingAs(c, hostname);
+    const row = await upsertAgent(c.var.db, {
+      hostname,
+      labels,
+      now: new Date().toISOString(),
+      owner,
+    });
+    if (!row) throw ownedByAnother(hostname);
     return c.json(
       toAgent(row, Date.now(), positiveInt(c.env.AGENT_TTL_SECONDS, DEFAULT_TTL_SECONDS)),
       200,
@@ -178,50 +314,50 @@ export const agents = createRouter()
   })
   .openapi(deregisterAgent, async (c) => {
     const { hostname } = c.req.valid("param");
-    if (!(await deleteAgent(c.var.db, hostname))) throw agentNotFound(hostname);
+    const actor = actingAs(c, hostname);
+    const now = new Date().toISOString();
+    if (!(await deleteAgent(c.var.db, { hostname, now, actor })))
+      throw await agentRefusal(c.var.db, hostname, actor);
     return c.body(null, 204);
   })
   .openapi(claimJobsRoute, async (c) => {
     const { hostname } = c.req.valid("param");
     const body = c.req.valid("json");
+    const owner = actingAs(c, hostname);
     const now = Date.now();
     const leaseSeconds = body.lease_seconds ?? DEFAULT_LEASE_SECONDS;
-    const jobs = await claimJobs(c.var.db, {
+    const outcome = await claimJobs(c.var.db, {
       hostname,
+      owner,
       now: new Date(now).toISOString(),
       leaseExpiresAt: new Date(now + leaseSeconds * 1000).toISOString(),
       limit: body.limit ?? DEFAULT_CLAIM_LIMIT,
       maxDeliveries: positiveInt(c.env.MAX_DELIVERIES, DEFAULT_MAX_DELIVERIES),
     });
-    if (!jobs) throw agentNotFound(hostname);
-    return c.json({ jobs }, 200);
+    if ("refused" in outcome) throw await agentRefusal(c.var.db, hostname, owner);
+    return c.json({ jobs: outcome.jobs }, 200);
   })
   .openapi(reportJobEvent, async (c) => {
     const { hostname, id } = c.req.valid("param");
-    const body = c.req.valid("json");
-    const outcome = await reportEvent(c.var.db, {
-      jobId: id,
-      hostname,
-      body,
-      now: new Date().toISOString(),
+    const { lease_token, ...body } = c.req.valid("json");
+    const now = new Date().toISOString();
+    const delivery = await deliveryOf(c, hostname, id, lease_token);
+    const outcome = await reportEvent(c.var.db, { ...delivery, body, now });
+    if (!outcome) throw await deliveryRefusal(c.var.db, delivery, { now, event: body.event });
+    noteWrite(c, outcome);
+    return c.json(outcome, 200);
+  })
+  .openapi(extendLeaseRoute, async (c) => {
+    const { hostname, id } = c.req.valid("param");
+    const { lease_token, lease_seconds } = c.req.valid("json");
+    const now = Date.now();
+    const delivery = await deliveryOf(c, hostname, id, lease_token);
+    const lease = await extendLease(c.var.db, {
+      ...delivery,
+      now: new Date(now).toISOString(),
+      leaseExpiresAt: new Date(now + lease_seconds * 1000).toISOString(),
     });
-    if (outcome) {
-      noteWrite(c, outcome);
-      return c.json(outcome, 200);
-    }
-    const refusal = await findReportRefusal(c.var.db, id, hostname);
-    if (!refusal.jobExists) throw new ApiError(404, `job not found: ${id}`);
-    if (refusal.holder !== null)
-      throw new ApiError(
-        409,
-        `job ${id} is held by agent ${refusal.holder}`,
-        "its lease ran out and it was handed out again",
-      );
-    if (refusal.state !== null && refusal.state !== "pending")
-      throw new ApiError(
-        409,
-        `agent ${hostname} already finished job ${id}`,
-        `its state is ${refusal.state}`,
-      );
-    throw new ApiError(409, `agent ${hostname} does not hold job ${id}`, "claim it first");
+    if (!lease)
+      throw await deliveryRefusal(c.var.db, delivery, { now: new Date(now).toISOString() });
+    return c.json(lease, 200);
   });

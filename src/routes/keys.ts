@@ -100,7 +100,7 @@ export const rotateKey = createRoute({
   tags: ["keys"],
   summary: "Rotate an API key",
   description:
-    "Makes a new key with the same name and scopes, and lets the old one expire after `grace_period_seconds` (never later than it already would), in one transaction. A key is rotated at most once; a revoked or expired key cannot be rotated (409).",
+    "Makes a new key with the same name, scopes and hostname patterns, which owns the agents the old key owned, and lets the old one expire after `grace_period_seconds` (never later than it already would), in one transaction. A key is rotated at most once; a revoked or expired key cannot be rotated (409).",
   security: SECURITY,
   middleware: [requireScope("admin")] as const,
   request: {
@@ -121,7 +121,7 @@ async function newKeyMaterial() {
 
 export const keys = createRouter()
   .openapi(createKey, async (c) => {
-    const { name, scopes, expires_in_days } = c.req.valid("json");
+    const { name, scopes, expires_in_days, agent_hostnames } = c.req.valid("json");
     const now = Date.now();
     const { key, prefix, keyHash } = await newKeyMaterial();
     const stored = await insertApiKey(c.var.db, {
@@ -132,6 +132,7 @@ export const keys = createRouter()
       scopes,
       now: new Date(now).toISOString(),
       expiresAt: expiry(now, expires_in_days),
+      agentHostnames: agent_hostnames ?? null,
     });
     return c.json({ ...stored, key }, 201);
   })

@@ -71,6 +71,11 @@ export const AgentSchema = z
     state: z.enum(["ready", "stale"]).openapi({
       description: "`ready` when seen within the agent TTL (`AGENT_TTL_SECONDS`), else `stale`",
     }),
+    owner_key_prefix: z.string().nullable().openapi({
+      description:
+        "The prefix of the key that owns the hostname (the newest of its rotations); only that key may act as the agent. Null for an agent registered before ownership existed: the first key to act as it becomes its owner.",
+      example: "jobs_k3v9x0m2p7qa",
+    }),
   })
   .openapi("Agent", {
     example: {
@@ -79,10 +84,26 @@ export const AgentSchema = z
       registered_at: "2026-11-28T10:00:00.123Z",
       last_seen: "2026-11-28T10:05:00.456Z",
       state: "ready",
+      owner_key_prefix: "jobs_k3v9x0m2p7qa",
     },
   });
 
 export const AgentListSchema = z.object({ items: z.array(AgentSchema) }).openapi("AgentList");
+
+const LeaseSecondsSchema = z
+  .number()
+  .int()
+  .min(5)
+  .max(3600)
+  .openapi({
+    description: `How long the agent holds each job before it can be handed out again, 5–3600 (default ${DEFAULT_LEASE_SECONDS})`,
+  });
+
+const LeaseTokenSchema = z.string().min(1, "must not be empty").max(256).openapi({
+  description:
+    "The `lease_token` the claim handed out with this delivery of the job; each delivery has its own",
+  example: "q2H8v0XkR4m9ZtLw1bYc7sNf3dPa6uEo",
+});
 
 export const ClaimBodySchema = z
   .strictObject({
@@ -93,15 +114,7 @@ export const ClaimBodySchema = z
       .max(100)
       .optional()
       .openapi({ description: `How many jobs at most, 1–100 (default ${DEFAULT_CLAIM_LIMIT})` }),
-    lease_seconds: z
-      .number()
-      .int()
-      .min(5)
-      .max(3600)
-      .optional()
-      .openapi({
-        description: `How long the agent holds each job before it can be handed out again, 5–3600 (default ${DEFAULT_LEASE_SECONDS})`,
-      }),
+    lease_seconds: LeaseSecondsSchema.optional(),
   })
   .openapi("ClaimRequest", { example: { limit: 10, lease_seconds: 60 } });
 
@@ -116,7 +129,12 @@ export const ClaimedJobSchema = z
       .min(1)
       .openapi({ description: "1 for the first hand-out, +1 for each redelivery" }),
     lease_expires_at: Timestamp.openapi({
-      description: "Report before this, or the job can be handed out again",
+      description:
+        "Report before this, or extend the lease (`POST /agent/{hostname}/job/{id}/lease`); after it the job can be handed out again and this delivery's reports are refused",
+    }),
+    lease_token: z.string().openapi({
+      description:
+        "This delivery's proof (192 random bits): every report and lease extension for it must carry it. Only its hash is stored; a redelivery gets a new one.",
     }),
   })
   .openapi("ClaimedJob");
@@ -132,6 +150,7 @@ export const ClaimResultSchema = z
           target_hostname: "_any",
           delivery: 1,
           lease_expires_at: "2026-11-28T10:06:00.123Z",
+          lease_token: "q2H8v0XkR4m9ZtLw1bYc7sNf3dPa6uEo",
         },
       ],
     },
@@ -142,7 +161,10 @@ export type AgentReportEvent = (typeof AGENT_EVENTS)[number];
 
 export const AgentEventBodySchema = z
   .strictObject({
-    event: z.enum(AGENT_EVENTS),
+    event: z.enum(AGENT_EVENTS).openapi({
+      description: "`started` at most once per delivery, then one final event",
+    }),
+    lease_token: LeaseTokenSchema,
     result: z
       .unknown()
       .optional()
@@ -179,7 +201,12 @@ export const AgentEventBodySchema = z
     { message: `must serialise to at most ${MAX_RESULT_BYTES} bytes`, path: ["result"] },
   )
   .openapi("AgentEventRequest", {
-    example: { event: "completed", result: { hostname: "web-01" }, changed: false },
+    example: {
+      event: "completed",
+      lease_token: "q2H8v0XkR4m9ZtLw1bYc7sNf3dPa6uEo",
+      result: { hostname: "web-01" },
+      changed: false,
+    },
   });
 
 export type AgentEventBody = z.infer<typeof AgentEventBodySchema>;
@@ -192,4 +219,29 @@ export const AgentEventResultSchema = z
   })
   .openapi("AgentEventResult", {
     example: { job_id: "5b0e2a52-7a4b-4c1e-9d07-4a3b1f7c2e10", status: "completed", revision: 42 },
+  });
+
+export const LeaseBodySchema = z
+  .strictObject({
+    lease_token: LeaseTokenSchema,
+    lease_seconds: LeaseSecondsSchema.openapi({
+      description: "The lease now runs until this many seconds from now, 5–3600",
+    }),
+  })
+  .openapi("LeaseRequest", {
+    example: { lease_token: "q2H8v0XkR4m9ZtLw1bYc7sNf3dPa6uEo", lease_seconds: 300 },
+  });
+
+export const LeaseResultSchema = z
+  .object({
+    job_id: z.uuid(),
+    lease_expires_at: Timestamp,
+    delivery: z.number().int().min(1),
+  })
+  .openapi("Lease", {
+    example: {
+      job_id: "5b0e2a52-7a4b-4c1e-9d07-4a3b1f7c2e10",
+      lease_expires_at: "2026-11-28T10:11:00.123Z",
+      delivery: 1,
+    },
   });

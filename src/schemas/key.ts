@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { SCOPES } from "../auth/api-key";
+import { HOSTNAME_PATTERN } from "../domain/target";
 import { JobIdParamsSchema, ListJobsQuerySchema } from "./job";
 
 const MAX_GRACE_SECONDS = 30 * 86_400;
@@ -32,6 +33,21 @@ const ExpiresInDaysSchema = z
   .optional()
   .openapi({ description: "Days until the key expires; without it the key never expires" });
 
+export const MAX_AGENT_HOSTNAMES = 32;
+
+const AgentHostnamesSchema = z
+  .array(
+    z
+      .string()
+      .regex(
+        HOSTNAME_PATTERN,
+        "must be a hostname where '*' stands for any run of letters, digits, '.', '_' or '-'",
+      ),
+  )
+  .min(1, "must name at least one pattern")
+  .max(MAX_AGENT_HOSTNAMES)
+  .transform((patterns) => [...new Set(patterns)]);
+
 export const CreateKeyBodySchema = z
   .strictObject({
     name: z
@@ -42,6 +58,10 @@ export const CreateKeyBodySchema = z
       .openapi({ description: "Who or what uses the key" }),
     scopes: ScopesSchema,
     expires_in_days: ExpiresInDaysSchema,
+    agent_hostnames: AgentHostnamesSchema.optional().openapi({
+      description: `Up to ${MAX_AGENT_HOSTNAMES} hostname patterns the key may register, claim, report and deregister as (\`*\` matches any run of hostname characters; case matters); without it, any hostname. Agent routes for another hostname answer 403.`,
+      example: ["db-*", "web-01"],
+    }),
   })
   .openapi("CreateKeyRequest", {
     example: { name: "ci", scopes: ["job:read", "job:write"], expires_in_days: 30 },
@@ -95,6 +115,10 @@ export const ApiKeySchema = z
       .uuid()
       .nullable()
       .openapi({ description: "The key this one was rotated to, if it was" }),
+    agent_hostnames: z.array(z.string()).nullable().openapi({
+      description:
+        "The hostname patterns the key may act as an agent for; null when it may act as any hostname",
+    }),
   })
   .openapi("ApiKey");
 
