@@ -1,25 +1,43 @@
 #!/usr/bin/env node
 // The reference agent: registers, claims jobs under a lease, runs a few built-in operations, reports.
-import { readFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { open, realpath, stat } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
+import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 
-const USAGE = `usage: agent [--hostname H] [--labels key=value,...] [--once] [--limit N] [--lease S] [--interval S]
+const USAGE = `usage: agent [--hostname H] [--labels key=value,...] [--once] [--limit N] [--lease S] [--interval S] [--cat-root DIR]
 
   --hostname H     the name jobs target (default: this machine's hostname)
   --labels L       labels for label targets, e.g. group=web.dev.us-east,os=debian
   --once           claim once, run what was handed out, and exit
   --limit N        jobs per claim, 1–100 (default 1)
-  --lease S        seconds to finish a job before it is handed out again, 5–3600 (default 60)
+  --lease S        seconds to finish a job before it is handed out again, 5–3600 (default 60);
+                   while an operation runs, the lease is extended by S every S/2 seconds
   --interval S     seconds between claims when nothing is due (default 2)
+  --cat-root DIR   lets cat read regular files inside DIR (at most 60 KiB); without it cat fails
 
 operations:  echo {data}        completes with data as the result
              sleep {seconds}    waits, then completes
              fail {message}     fails with the message
-             cat {path}         completes with the file's content; fails if it cannot be read
+             cat {path}         completes with the file's content; path is taken relative to
+                                --cat-root, and fails if it leads outside it (also through
+                                symlinks or ..), is not a regular file, or is over 60 KiB
              anything else      skipped: unsupported operation
+
+leases:  each claimed job carries a lease_token that every report for it sends back. A report or
+         lease extension answered 403 (the key may not act for this host), 404 or 409 (the lease
+         expired, was superseded or the job was already reported) is logged and the agent moves on
+         to the next job; a 403 on register or claim stops the agent with exit code 1.
+
 environment:  JOBS_URL (default http://127.0.0.1:8787), JOBS_API_KEY (a key with agent:write)`;
+
+/** Read cap for cat: the server takes results up to 64 KiB, so leave room for the JSON around it. */
+const CAT_MAX_BYTES = 60 * 1024;
+const RESULT_MAX_BYTES = 64 * 1024;
+/** The server's limit on a report's error. */
+const ERROR_MAX_CHARS = 4096;
 
 const OPERATIONS = {
   echo: async (op) => ({ result: op.data ?? null, changed: false }),
@@ -35,11 +53,70 @@ const OPERATIONS = {
       typeof op.message === "string" && op.message ? op.message : "failed on purpose",
     );
   },
-  cat: async (op) => {
+  cat: async (op, { catRoot }) => {
+    if (!catRoot) throw new Error("cat is disabled: start the agent with --cat-root DIR");
     if (typeof op.path !== "string" || op.path === "") throw new Error("path must be a file path");
-    return { result: { path: op.path, content: await readFile(op.path, "utf8") }, changed: false };
+    const content = await readCapped(await confine(catRoot, op.path), op.path);
+    const result = { path: op.path, content };
+    // Escaping can grow the content past what the server stores; fail here rather than get a 400.
+    if (Buffer.byteLength(JSON.stringify(result)) > RESULT_MAX_BYTES)
+      throw new Error(`${op.path} serialises to more than ${RESULT_MAX_BYTES} bytes`);
+    return { result, changed: false };
   },
 };
+
+/** True when `file` is `root` or lies below it; both absolute and normalised. Pure, no I/O. */
+function isInside(root, file) {
+  return file === root || file.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
+}
+
+/**
+ * The realpath of `requested` under --cat-root, or an error. Relative paths start at the root;
+ * absolute ones must already point inside it. Checked twice: as written (so `../` is refused
+ * without revealing whether the file outside exists) and after realpath (symlinks, `..`).
+ */
+async function confine(catRoot, requested) {
+  const written = path.resolve(catRoot.given, requested);
+  // An absolute path may name the root through its realpath (/private/tmp for /tmp on macOS).
+  if (!isInside(catRoot.given, written) && !isInside(catRoot.real, written))
+    throw new Error(`${requested} is outside --cat-root`);
+  let real;
+  try {
+    real = await realpath(written);
+  } catch (error) {
+    throw new Error(`cannot read ${requested}: ${error.code ?? error.message}`);
+  }
+  if (!isInside(catRoot.real, real)) throw new Error(`${requested} is outside --cat-root`);
+  return real;
+}
+
+/** Reads a regular file of at most CAT_MAX_BYTES; directories, devices and fifos are refused. */
+async function readCapped(file, requested) {
+  const notRegular = new Error(`${requested} is not a regular file`);
+  const tooLarge = new Error(`${requested} is larger than ${CAT_MAX_BYTES} bytes`);
+  const info = await stat(file);
+  if (!info.isFile()) throw notRegular;
+  if (info.size > CAT_MAX_BYTES) throw tooLarge;
+  // The file may be swapped between stat and open: O_NONBLOCK keeps a fifo from hanging the agent,
+  // O_NOFOLLOW refuses a symlink, and the handle is checked again before reading.
+  const flags = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOFOLLOW ?? 0);
+  const handle = await open(file, flags);
+  try {
+    if (!(await handle.stat()).isFile()) throw notRegular;
+    // One byte over the cap tells a file that grew since the stat.
+    const buffer = Buffer.alloc(CAT_MAX_BYTES + 1);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+      if (length > CAT_MAX_BYTES) throw tooLarge;
+    }
+    return buffer.subarray(0, length).toString("utf8");
+  } finally {
+    await handle.close();
+  }
+}
 
 function fail(message) {
   console.error(`agent: ${message}`);
@@ -56,6 +133,7 @@ function options() {
         limit: { type: "string" },
         lease: { type: "string" },
         interval: { type: "string" },
+        "cat-root": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }).values;
@@ -83,15 +161,37 @@ function parseLabels(value) {
   return labels;
 }
 
+/** --cat-root as given (absolute) and as its realpath; undefined when cat is disabled. */
+async function catRootOf(value) {
+  if (value === undefined) return undefined;
+  let real;
+  try {
+    real = await realpath(value);
+  } catch (error) {
+    return fail(`--cat-root ${value}: ${error.code ?? error.message}`);
+  }
+  if (!(await stat(real)).isDirectory()) fail(`--cat-root ${value} is not a directory`);
+  return { given: path.resolve(value), real };
+}
+
 class ApiError extends Error {
   constructor(status, body) {
     super(`${status} ${body?.error ?? ""}${body?.details ? `: ${body.details}` : ""}`);
     this.status = status;
+    this.reason = body?.error;
   }
 }
 
 const RETRIES = 5;
 const TRANSIENT = new Set([429, 502, 503, 504]);
+/** A job is no longer ours: 403 the key may not act for this host, 404 deleted, 409 lease lost. */
+const NOT_OURS = new Set([403, 404, 409]);
+
+/** A 403 on register or claim: this key cannot act as this hostname, and retrying will not help. */
+function denied(error, hostname) {
+  if (!(error instanceof ApiError) || error.status !== 403) return error;
+  return new Error(`${hostname}: ${error.message} (this key cannot act as ${hostname}; stopping)`);
+}
 
 /** Requests the API; a refused-for-now answer (429, 503…) or a lost connection is tried again. */
 function client(url, key) {
@@ -123,13 +223,45 @@ function client(url, key) {
   };
 }
 
-async function run(job) {
+/**
+ * Extends a running job's lease by `body.lease_seconds` every half of that, so a long operation is
+ * not handed out again. Returns a stop function that also waits for an extension in flight, so none lands
+ * after the report. A refused extension is logged; the job's report will then get its own 409.
+ */
+function holdLease(api, leasePath, body, who) {
+  let inFlight;
+  const extend = async () => {
+    try {
+      await api("POST", leasePath, body);
+    } catch (error) {
+      const lost = error instanceof ApiError && NOT_OURS.has(error.status);
+      if (lost) clearInterval(timer);
+      console.error(
+        `agent: ${who}: lease extension failed (${error.message})${lost ? "; the job is no longer ours" : ""}`,
+      );
+    } finally {
+      inFlight = undefined;
+    }
+  };
+  const timer = setInterval(() => {
+    inFlight ??= extend();
+  }, body.lease_seconds * 500);
+  // An agent that stops on an error is not kept alive by the leases it held.
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    await inFlight;
+  };
+}
+
+async function run(job, settings) {
   const operation = OPERATIONS[job.operation.type];
   if (!operation) return { event: "skipped", error: `unsupported operation ${job.operation.type}` };
   try {
-    return { event: "completed", ...(await operation(job.operation)) };
+    return { event: "completed", ...(await operation(job.operation, settings)) };
   } catch (error) {
-    return { event: "failed", error: error instanceof Error ? error.message : String(error) };
+    const message = error instanceof Error ? error.message : String(error);
+    return { event: "failed", error: message.slice(0, ERROR_MAX_CHARS) };
   }
 }
 
@@ -149,6 +281,7 @@ async function main() {
     lease_seconds: integer(opts.lease, 60, 5, 3600, "lease"),
   };
   const interval = integer(opts.interval, 2, 1, 3600, "interval");
+  const settings = { catRoot: await catRootOf(opts["cat-root"]) };
   const api = client(url, key);
   const agentPath = `/agent/${encodeURIComponent(hostname)}`;
 
@@ -161,7 +294,11 @@ async function main() {
     });
   }
 
-  const agent = await api("PUT", agentPath, labels === undefined ? {} : { labels });
+  const agent = await api("PUT", agentPath, labels === undefined ? {} : { labels }).catch(
+    (error) => {
+      throw denied(error, hostname);
+    },
+  );
   console.error(
     `agent: ${agent.hostname} registered at ${url}, labels ${JSON.stringify(agent.labels)}`,
   );
@@ -172,25 +309,43 @@ async function main() {
       ({ jobs } = await api("POST", `${agentPath}/claim`, claim));
     } catch (error) {
       if (opts.once || (error instanceof ApiError && error.status < 500 && error.status !== 429))
-        throw error;
+        throw denied(error, hostname);
       console.error(`agent: claim failed (${error.message}); trying again in ${interval} s`);
       await sleep(interval * 1000);
       continue;
     }
-    for (const job of jobs) {
-      const eventPath = `${agentPath}/job/${job.id}/event`;
+    // Every job's lease is held from the claim on, so the jobs waiting behind the first one in a
+    // batch keep theirs too; each is released before its final report.
+    const held = jobs.map((job) => {
+      const jobPath = `${agentPath}/job/${job.id}`;
+      // Every report proves this delivery with its token; a stale delivery's report gets 409.
+      const token = { lease_token: job.lease_token };
+      const lease = { ...token, lease_seconds: claim.lease_seconds };
+      const release = holdLease(api, `${jobPath}/lease`, lease, `${hostname} ${job.id}`);
+      return { job, jobPath, token, release };
+    });
+    for (const { job, jobPath, token, release } of held) {
       try {
-        await api("POST", eventPath, { event: "started" });
-        const outcome = await run(job);
-        const answer = await api("POST", eventPath, outcome);
+        await api("POST", `${jobPath}/event`, { event: "started", ...token }).catch((error) => {
+          // A started that landed before its connection was lost, sent again: it is ours.
+          if (!(error instanceof ApiError && error.reason === "already started")) throw error;
+        });
+        let outcome;
+        try {
+          outcome = await run(job, settings);
+        } finally {
+          await release();
+        }
+        const answer = await api("POST", `${jobPath}/event`, { ...outcome, ...token });
         console.log(
           `${hostname} ${job.id} ${job.operation.type}: ${outcome.event}${outcome.error ? `: ${outcome.error}` : ""} (job ${answer.status})`,
         );
       } catch (error) {
-        // 409: another agent holds the job now, or a report already landed; 404: it was deleted.
-        if (!(error instanceof ApiError) || (error.status !== 409 && error.status !== 404))
-          throw error;
-        console.error(`agent: ${job.id}: ${error.message}; moving on`);
+        await release();
+        // Lease lost, superseded or already reported (409), job deleted (404), or the key may not
+        // act for this host (403): the job is not ours to finish, and the report is not retried.
+        if (!(error instanceof ApiError) || !NOT_OURS.has(error.status)) throw error;
+        console.error(`agent: ${hostname} ${job.id}: ${error.message}; moving on`);
       }
     }
     if (opts.once) break;
