@@ -135,6 +135,10 @@ let turn = 0;
 const pick = (items) => items[Math.floor(Math.random() * items.length)];
 const someJob = () => (pool.length > 0 ? pick(pool) : randomUUID());
 const json = (body) => ({ "content-type": "application/json", body: JSON.stringify(body) });
+/** An agent's own key (a hostname belongs to the key that registered it); any key for the rest. */
+const agentKey = (agent) => keys[agents.indexOf(agent) % keys.length];
+const keyFor = (context) =>
+  context.path.startsWith("/agent/") ? agentKey(context.agent) : keys[turn++ % keys.length];
 
 /** One step of a connection's cycle: what to send, and what to remember from the answer. */
 function step(method, pathOf, extra = {}) {
@@ -149,7 +153,7 @@ function step(method, pathOf, extra = {}) {
         ...request,
         method,
         path: context.path,
-        headers: { ...headers, authorization: `Bearer ${keys[turn++ % keys.length]}` },
+        headers: { ...headers, authorization: `Bearer ${keyFor(context)}` },
         body,
       };
     },
@@ -181,19 +185,20 @@ const cycle = [
   step("POST", (c) => `/agent/${c.agent}/claim`, {
     body: () => json({ limit: 2, lease_seconds: 60 }),
     remember: (status, body, context) => {
-      if (status === 200) context.claimed = JSON.parse(body).jobs.map((job) => job.id);
+      if (status === 200) context.claimed = JSON.parse(body).jobs;
     },
   }),
-  step("POST", (c) => `/agent/${c.agent}/job/${c.claimed?.[0] ?? someJob()}/event`, {
-    body: () => json({ event: "started" }),
+  step("POST", (c) => `/agent/${c.agent}/job/${c.claimed?.[0]?.id ?? someJob()}/event`, {
+    body: (c) => json({ event: "started", lease_token: c.claimed?.[0]?.lease_token ?? "none" }),
   }),
-  step("POST", (c) => `/agent/${c.agent}/job/${c.claimed?.[0] ?? someJob()}/event`, {
-    body: () =>
-      json(
-        Math.random() < 0.8
+  step("POST", (c) => `/agent/${c.agent}/job/${c.claimed?.[0]?.id ?? someJob()}/event`, {
+    body: (c) =>
+      json({
+        lease_token: c.claimed?.[0]?.lease_token ?? "none",
+        ...(Math.random() < 0.8
           ? { event: "completed", result: { ok: true }, changed: false }
-          : { event: "failed", error: "load failure" },
-      ),
+          : { event: "failed", error: "load failure" }),
+      }),
   }),
   step("POST", (c) => `/job/${c.target}/retry`, {
     prepare: (c) => {
@@ -229,7 +234,7 @@ async function main() {
   for (const agent of agents) {
     const response = await fetch(`${BASE}/agent/${agent}`, {
       method: "PUT",
-      headers: { authorization: `Bearer ${keys[0]}`, "content-type": "application/json" },
+      headers: { authorization: `Bearer ${agentKey(agent)}`, "content-type": "application/json" },
       body: "{}",
     });
     if (response.status !== 200) throw new Error(`registering ${agent}: ${response.status}`);

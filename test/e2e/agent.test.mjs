@@ -1,5 +1,6 @@
-// The README's agent walkthrough, against the running Worker: the reference agent fails a job,
-// the operator retries it with the CLI, and the agent completes the retry.
+// The README's agent walkthrough, against the running Worker: an admin makes a key for one
+// hostname, the reference agent registers with it (another key is refused), fails a job, the
+// operator retries it with the CLI, and the agent completes the retry.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -10,29 +11,49 @@ import { api, runScript } from "./helpers.mjs";
 const run = (name, args, key) => runScript(name, args, { JOBS_API_KEY: key });
 
 test("a job fails on the agent, is retried from the CLI, and the retry completes", async () => {
+  const hostname = `e2e-${crypto.randomUUID().slice(0, 8)}`;
   const { key } = await api("POST", "/keys", {
     name: "e2e-agent",
     scopes: ["job:read", "job:write", "agent:read", "agent:write"],
+    agent_hostnames: [hostname],
   });
-  const hostname = `e2e-${crypto.randomUUID().slice(0, 8)}`;
   const dir = mkdtempSync(path.join(os.tmpdir(), "agent-e2e-"));
   const file = path.join(dir, "motd");
   /** One claim of everything due, run and reported, as the README's walkthrough does. */
   const runAgentOnce = () =>
-    run("agent.mjs", ["--hostname", hostname, "--once", "--limit", "100"], key);
+    run("agent.mjs", ["--hostname", hostname, "--once", "--limit", "100", "--cat-root", dir], key);
   try {
     const registered = await run("agent.mjs", ["--hostname", hostname, "--once"], key);
     assert.equal(registered.code, 0, registered.stderr);
+    const agents = await api("GET", "/agent");
+    assert.equal(
+      agents.items.find((agent) => agent.hostname === hostname)?.owner_key_prefix,
+      key.slice(0, 17),
+    );
+    const { key: other } = await api("POST", "/keys", { name: "other", scopes: ["agent:write"] });
+    const refused = await run("agent.mjs", ["--hostname", hostname, "--once"], other);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, new RegExp(`agent ${hostname} belongs to another key`));
+    const elsewhere = await run("agent.mjs", ["--hostname", "web-99", "--once"], key);
+    assert.equal(elsewhere.code, 1);
+    assert.match(elsewhere.stderr, /this key may not act as agent web-99/);
 
     const { job_id } = await api("POST", "/job", {
-      operation: { type: "cat", path: file },
+      operation: { type: "cat", path: "motd" },
+      target_hostname: hostname,
+    });
+    const { job_id: snoop } = await api("POST", "/job", {
+      operation: { type: "cat", path: "/proc/self/environ" },
       target_hostname: hostname,
     });
     const failed = await runAgentOnce();
     assert.equal(failed.code, 0, failed.stderr);
     const original = await api("GET", `/job/${job_id}`);
     assert.equal(original.status, "failed");
-    assert.match(original.error, /ENOENT/);
+    assert.match(original.error, /cannot read motd: ENOENT/);
+    const snooped = await api("GET", `/job/${snoop}`);
+    assert.equal(snooped.status, "failed");
+    assert.equal(snooped.error, "/proc/self/environ is outside --cat-root");
     assert.deepEqual(
       original.timeline.map((entry) => entry.event),
       ["submitted", "acknowledged", "started", "failed"],
@@ -54,6 +75,7 @@ test("a job fails on the agent, is retried from the CLI, and the retry completes
     assert.equal(retry.retry_of, job_id);
     assert.equal(retry.hostname, hostname);
     assert.equal(retry.result.content, "hello from the agent\n");
+    assert.equal(retry.result.path, "motd");
     assert.equal(
       (await api("GET", `/job/${job_id}`)).status,
       "failed",
