@@ -16,10 +16,17 @@ const env = {
 };
 
 const USAGE = `usage:
-  npm run apikey -- create --name <name> --scopes <scope,scope> [--expires-in-days N] [--local | --remote]
+  npm run apikey -- create --name <name> --scopes <scope,scope> [--expires-in-days N]
+                          [--agent-hostnames <pattern,pattern>] [--local | --remote]
   npm run apikey -- list [--local | --remote]
   npm run apikey -- revoke <id or prefix> [--local | --remote]
-scopes: ${SCOPES.join(", ")}`;
+scopes: ${SCOPES.join(", ")}
+--agent-hostnames: the only hostnames the key may act as an agent for, e.g. db-*,web-01
+  ('*' matches any run of letters, digits, '.', '_' and '-'); without it, any hostname`;
+
+/** The server's grammar for a hostname pattern (src/domain/target.ts) and its limit per key. */
+const HOSTNAME_PATTERN = /^[A-Za-z0-9*][A-Za-z0-9._*-]{0,252}$/;
+const MAX_AGENT_HOSTNAMES = 32;
 
 function fail(message) {
   console.error(`apikey: ${message}`);
@@ -34,6 +41,7 @@ const { values, positionals } = (() => {
         name: { type: "string" },
         scopes: { type: "string" },
         "expires-in-days": { type: "string" },
+        "agent-hostnames": { type: "string" },
         local: { type: "boolean" },
         remote: { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -90,13 +98,29 @@ function create() {
       fail("--expires-in-days must be a whole number of days, at least 1");
     expiresAt = new Date(Date.now() + days * 86_400_000).toISOString();
   }
+  let agentHostnames = null;
+  if (values["agent-hostnames"] !== undefined) {
+    agentHostnames = [
+      ...new Set(
+        values["agent-hostnames"]
+          .split(",")
+          .map((p) => p.trim())
+          .filter(Boolean),
+      ),
+    ];
+    const bad = agentHostnames.filter((p) => !HOSTNAME_PATTERN.test(p));
+    if (agentHostnames.length === 0 || bad.length > 0)
+      fail(`--agent-hostnames: not a hostname pattern: ${bad.join(", ") || "(none given)"}`);
+    if (agentHostnames.length > MAX_AGENT_HOSTNAMES)
+      fail(`--agent-hostnames: at most ${MAX_AGENT_HOSTNAMES} patterns`);
+  }
   const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
   const prefix = `jobs_${Array.from(randomBytes(12), (b) => alphabet[b % alphabet.length]).join("")}`;
   const key = `${prefix}_${randomBytes(32).toString("base64url")}`;
   const hash = createHash("sha256").update(key).digest("hex");
   const id = randomUUID();
   execute(
-    `INSERT INTO api_keys (id, prefix, key_hash, name, scopes, created_at, expires_at) VALUES (${[
+    `INSERT INTO api_keys (id, prefix, key_hash, name, scopes, created_at, expires_at, lineage_id, agent_hostnames) VALUES (${[
       id,
       prefix,
       hash,
@@ -104,12 +128,14 @@ function create() {
       [...new Set(scopes)].join(","),
       new Date().toISOString(),
       expiresAt,
+      id,
+      agentHostnames && JSON.stringify(agentHostnames),
     ]
       .map(sql)
       .join(", ")})`,
   );
   console.error(
-    `created key ${id} (${prefix}) "${name}" with scopes ${scopes.join(",")}${expiresAt ? `, expires ${expiresAt}` : ""}`,
+    `created key ${id} (${prefix}) "${name}" with scopes ${scopes.join(",")}${expiresAt ? `, expires ${expiresAt}` : ""}${agentHostnames ? `, for hostnames ${agentHostnames.join(",")}` : ""}`,
   );
   console.error("the key is shown once, below; only its hash is stored");
   console.log(key);
@@ -117,7 +143,7 @@ function create() {
 
 function list() {
   const rows = execute(
-    "SELECT id, prefix, name, scopes, created_at, expires_at, revoked_at, last_used_at FROM api_keys ORDER BY created_at",
+    "SELECT id, prefix, name, scopes, agent_hostnames, created_at, expires_at, revoked_at, last_used_at FROM api_keys ORDER BY created_at",
   );
   if (rows.length === 0) {
     console.error("no keys");

@@ -224,6 +224,7 @@ async function agentList(conf, values, out) {
     table(page.items, [
       ["HOSTNAME", (a) => a.hostname],
       ["STATE", (a) => a.state],
+      ["OWNER", (a) => a.owner_key_prefix ?? "-"],
       [
         "LABELS",
         (a) =>

@@ -69,12 +69,15 @@ describe("the consistency check", () => {
         "INSERT INTO jobs (id, operation, target_hostname, created_at, updated_at, created_revision, revision, root_job_id, attempt) VALUES (?1, '{\"type\":\"x\"}', '_any', 'now', 'now', 0, 0, ?1, 1)",
       ).bind(stray),
       env.DB.prepare(
-        "INSERT INTO job_events (job_id, event, hostname, created_at, revision, data) VALUES (?1, 'retried', '_api', 'now', 0, json_object('new_job_id', ?2))",
+        "INSERT INTO job_events (job_id, event, hostname, created_at, revision, data, lease_token_hash) VALUES (?1, 'retried', '_api', 'now', 0, json_object('new_job_id', ?2), 'reused'), (?1, 'retried', '_api', 'now', 0, json_object('new_job_id', ?2), 'reused')",
       ).bind(job_id, ghost),
       env.DB.prepare("UPDATE job_counts SET n = n + 1 WHERE status = 'failed'"),
       env.DB.prepare(
-        "INSERT INTO job_agents (job_id, job_seq, hostname, state, revision) SELECT id, seq, 'planted-a', 'started', 1 FROM jobs WHERE id = ?1 UNION ALL SELECT id, seq, 'planted-b', 'started', 1 FROM jobs WHERE id = ?1",
+        "INSERT INTO job_agents (job_id, job_seq, hostname, state, revision, lease_token_hash) SELECT id, seq, 'planted-a', 'started', 1, 'unacknowledged' FROM jobs WHERE id = ?1 UNION ALL SELECT id, seq, 'planted-b', 'started', 1, NULL FROM jobs WHERE id = ?1 UNION ALL SELECT id, seq, 'planted-c', 'pending', 1, 'closed' FROM jobs WHERE id = ?1",
       ).bind(job_id),
+      env.DB.prepare(
+        "INSERT INTO agents (hostname, registered_at, last_seen) VALUES ('planted-ownerless', 'now', 'now')",
+      ),
       env.DB.prepare(
         "UPDATE jobs SET revision = (SELECT revision + 5 FROM store_revision) WHERE id = ?1",
       ).bind(job_id),
@@ -92,6 +95,10 @@ describe("the consistency check", () => {
           "event_revisions_decreasing_in_commit_order",
           "any_job_held_by_two_agents",
           "agent_state_without_its_event",
+          "lease_token_on_closed_delivery",
+          "open_delivery_not_the_latest",
+          "lease_token_reused",
+          "agent_without_owner",
         ]),
       );
       expect(found).toContainEqual({
@@ -114,6 +121,7 @@ describe("the consistency check", () => {
         ),
         env.DB.prepare("UPDATE job_counts SET n = n - 1 WHERE status = 'failed'"),
         env.DB.prepare("DELETE FROM job_agents WHERE job_id = ?1").bind(job_id),
+        env.DB.prepare("DELETE FROM agents WHERE hostname = 'planted-ownerless'"),
         env.DB.prepare("UPDATE jobs SET revision = created_revision WHERE id = ?1").bind(job_id),
       ]);
     }

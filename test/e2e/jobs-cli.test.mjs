@@ -1,7 +1,7 @@
 // scripts/jobs-cli.mjs as an operator runs it, against the running Worker.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { api, BASE, runScript } from "./helpers.mjs";
+import { ADMIN, api, BASE, runScript } from "./helpers.mjs";
 
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
 const cli = (args, env) => runScript("jobs-cli.mjs", args, env);
@@ -97,17 +97,20 @@ test("job delete: deleted, then get exits 4 with the API's message", async () =>
   assert.deepEqual(JSON.parse(json.stderr), { error: `job not found: ${id}`, code: 404 });
 });
 
-test("agent list: hostname, state, labels, registered, last seen", async (t) => {
+test("agent list: hostname, state, owner, labels, registered, last seen", async (t) => {
   const doc = await (await fetch(`${BASE}/openapi.json`)).json();
   if (!doc.paths["/agent"]?.get) return t.skip("this build has no GET /agent");
   const hostname = `cli-${Date.now()}`;
   await api("PUT", `/agent/${hostname}`, { labels: { group: "web.dev", zone: "eu" } });
   const listed = await cli(["agent", "list"]);
   assert.equal(listed.code, 0, listed.stderr);
-  assert.match(listed.stdout, /^HOSTNAME\s+STATE\s+LABELS\s+REGISTERED\s+LAST SEEN$/m);
+  assert.match(listed.stdout, /^HOSTNAME\s+STATE\s+OWNER\s+LABELS\s+REGISTERED\s+LAST SEEN$/m);
   assert.match(
     listed.stdout,
-    new RegExp(`^${hostname}\\s+ready\\s+group=web\\.dev,zone=eu\\s+\\d{4}-`, "m"),
+    new RegExp(
+      `^${hostname}\\s+ready\\s+${ADMIN.slice(0, 17)}\\s+group=web\\.dev,zone=eu\\s+\\d{4}-`,
+      "m",
+    ),
   );
   const json = JSON.parse((await cli(["agent", "list", "--json"])).stdout);
   const agent = json.items.find((a) => a.hostname === hostname);
