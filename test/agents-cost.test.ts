@@ -22,6 +22,7 @@ async function measureClaim(hostname: string) {
     hostname,
     owner: { lineage: await lineage() },
     now: new Date(now).toISOString(),
+    seenBefore: new Date(now - 30_000).toISOString(),
     leaseExpiresAt: new Date(now + 60_000).toISOString(),
     limit: 10,
     maxDeliveries: 5,

@@ -251,17 +251,25 @@ describe("POST /agent/{hostname}/claim", () => {
     await expectError(await call("POST", `/agent/${hostname}/claim`, { body }), 400);
   });
 
-  it("answers an empty list when nothing is due, refreshes last_seen, and takes no revision", async () => {
+  it("answers an empty list when nothing is due, takes no revision, and refreshes last_seen once it is half a TTL old", async () => {
     const hostname = host();
     const agent = await register(hostname);
+    const lastSeen = async () =>
+      (await parse(await call("GET", "/agent"), AgentListSchema)).items.find(
+        (a) => a.hostname === hostname,
+      )?.last_seen;
     await new Promise((resolve) => setTimeout(resolve, 5));
     const before = await storeRevision();
     const response = await call("POST", `/agent/${hostname}/claim`);
     expect(await parse(response, ClaimResultSchema)).toEqual({ jobs: [] });
     expect(await storeRevision()).toBe(before);
-    const list = await parse(await call("GET", "/agent"), AgentListSchema);
-    const seen = list.items.find((a) => a.hostname === hostname)?.last_seen ?? "";
-    expect(seen > agent.last_seen).toBe(true);
+    expect(await lastSeen(), "seen a moment ago: not written again").toBe(agent.last_seen);
+    const longAgo = new Date(Date.now() - 31_000).toISOString();
+    await env.DB.prepare("UPDATE agents SET last_seen = ?2 WHERE hostname = ?1")
+      .bind(hostname, longAgo)
+      .run();
+    await claim(hostname);
+    expect((await lastSeen()) ?? "").toSatisfy((seen: string) => seen > agent.last_seen);
   });
 
   it("hands out a job targeted at the agent, under a lease, with an acknowledged event", async () => {

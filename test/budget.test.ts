@@ -154,6 +154,41 @@ describe("D1 budget with 10,000 jobs, key already verified", () => {
   });
 });
 
+describe("idle agents", () => {
+  it("write nothing when nothing is due, and last_seen at most once per half TTL", async () => {
+    const host = `idle-${crypto.randomUUID().slice(0, 8)}`;
+    expectOneCall(await measure("PUT", `/agent/${host}`, { key, body: {} }), 200);
+    const claim = (body = {}) => measure("POST", `/agent/${host}/claim`, { key, body });
+    // Other tests' `_any` jobs are due to a new agent: take them first.
+    while ((await json<{ jobs: unknown[] }>(await claim({ limit: 100 }))).jobs.length > 0);
+    const idle = await claim();
+    expectOneCall(idle, 200);
+    expect(await json(idle)).toEqual({ jobs: [] });
+    expect(idle.counter.rowsWritten, trace(idle.counter)).toBe(0);
+
+    const lastSeen = () =>
+      env.DB.prepare("SELECT last_seen FROM agents WHERE hostname = ?1")
+        .bind(host)
+        .first<{ last_seen: string }>();
+    const halfTtlAgo = new Date(Date.now() - 31_000).toISOString();
+    await env.DB.prepare("UPDATE agents SET last_seen = ?2 WHERE hostname = ?1")
+      .bind(host, halfTtlAgo)
+      .run();
+    const stale = await claim();
+    expectOneCall(stale, 200);
+    expect(stale.counter.rowsWritten, "the agent's row alone").toBe(1);
+    expect((await lastSeen())?.last_seen).not.toBe(halfTtlAgo);
+    const again = await claim();
+    expect(again.counter.rowsWritten, trace(again.counter)).toBe(0);
+
+    await newJob(host);
+    const handedOut = await claim();
+    expectOneCall(handedOut, 200);
+    expect((await json<{ jobs: unknown[] }>(handedOut)).jobs).toHaveLength(1);
+    expect(handedOut.counter.rowsWritten).toBeGreaterThan(0);
+  });
+});
+
 describe("D1 budget with 10,000 jobs, key not yet verified", () => {
   it("takes one more round trip to look the key up, plus a last-used write (not awaited) at most once a minute", async () => {
     const fresh = await createKey(["job:read", "job:write"]);

@@ -40,6 +40,11 @@ function ownedBy(hostname: string, lineage: string): string {
 const OPEN = "('acknowledged', 'started')";
 const FINAL = "('completed', 'failed', 'skipped')";
 const MAX_DEADLINE_SWEEP = 100;
+/**
+ * An idle claim moves the agent's cursor (a write) once this many jobs were created past it, so
+ * the jobs an idle claim looks through stay bounded however busy the service is.
+ */
+const CURSOR_SLACK = 500;
 
 /** Labels as stored: keys sorted, so equal label sets are equal strings. */
 export function canonicalLabels(labels: Labels): string {
@@ -276,6 +281,8 @@ export type ClaimRequest = {
   hostname: string;
   owner: Actor;
   now: string;
+  /** `last_seen` is written only when older than this (or when the claim hands something out). */
+  seenBefore: string;
   leaseExpiresAt: string;
   limit: number;
   maxDeliveries: number;
@@ -289,6 +296,9 @@ export type ClaimOutcome = { jobs: ClaimedJob[] } | { refused: true };
  * Every delivery gets a new lease token: `limit` are made here, the batch gives the n-th job it
  * hands out (oldest first) the n-th token's hash, and only the hash is stored.
  * Also fails, for their agents, leases that ran out on the last allowed delivery.
+ * A claim that finds nothing due writes no row, except the agent's (`last_seen`, and its cursor
+ * past the jobs not meant for it) once `last_seen` is older than `seenBefore` or the cursor is
+ * CURSOR_SLACK jobs behind.
  * Refused when the agent is not registered or another lineage owns it.
  */
 export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimOutcome> {
@@ -325,9 +335,11 @@ export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimOutco
       .prepare(
         `UPDATE agents SET last_seen = ?2, owner_lineage_id = ?3,
            cursor_seq = MAX(cursor_seq, (SELECT COALESCE(MAX(seq), 0) FROM jobs))
-         WHERE hostname = ?1 AND (owner_lineage_id IS NULL OR owner_lineage_id = ?3)`,
+         WHERE hostname = ?1 AND (owner_lineage_id IS NULL OR owner_lineage_id = ?3)
+           AND (${applies} OR owner_lineage_id IS NULL OR last_seen <= ?4
+             OR cursor_seq < (SELECT COALESCE(MAX(seq), 0) FROM jobs) - ${CURSOR_SLACK})`,
       )
-      .bind(h, now, lineage),
+      .bind(h, now, lineage, claim.seenBefore),
     db
       .prepare(
         `INSERT INTO job_agents (job_id, job_seq, hostname, state, delivery)
@@ -401,8 +413,10 @@ export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimOutco
          ORDER BY ja.job_seq`,
       )
       .bind(h),
+    db.prepare(`SELECT ${ownedBy("?1", "?2")} AS owned`).bind(h, lineage),
   ]);
-  if ((results[2]?.meta.changes ?? 0) === 0) return { refused: true };
+  if ((results[12]?.results[0] as { owned: number } | undefined)?.owned !== 1)
+    return { refused: true };
   type Row = Omit<ClaimedJob, "operation" | "lease_token"> & {
     operation: string;
     lease_token_hash: string;
@@ -419,11 +433,14 @@ export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimOutco
 /** A delivery as its agent names it: the job, the hostname, the key acting, the token shown. */
 export type Delivery = { jobId: string; hostname: string; owner: Actor; tokenHash: string };
 
+/** When the agent acted, and the `last_seen` older than which that is written down. */
+export type Seen = { now: string; seenBefore: string };
+
 /** The delivery is open, its token is the one shown and its lease has not run out (at ?5). */
 const DELIVERY_VALID = `EXISTS (SELECT 1 FROM job_agents WHERE job_id = ?1 AND hostname = ?2
   AND state IN ${OPEN} AND lease_token_hash = ?4 AND lease_expires_at > ?5)`;
 
-export type AgentReport = Delivery & { body: Omit<AgentEventBody, "lease_token">; now: string };
+export type AgentReport = Delivery & Seen & { body: Omit<AgentEventBody, "lease_token"> };
 
 export type ReportOutcome = { job_id: string; status: JobStatus; revision: number };
 
@@ -459,9 +476,10 @@ export async function reportEvent(db: Db, report: AgentReport): Promise<ReportOu
     write.begin,
     db
       .prepare(
-        `UPDATE agents SET last_seen = ?2, owner_lineage_id = ?3 WHERE hostname = ?1 AND ${write.applies}`,
+        `UPDATE agents SET last_seen = ?2, owner_lineage_id = ?3
+         WHERE hostname = ?1 AND ${write.applies} AND (owner_lineage_id IS NULL OR last_seen <= ?4)`,
       )
-      .bind(report.hostname, report.now, report.owner.lineage),
+      .bind(report.hostname, report.now, report.owner.lineage, report.seenBefore),
     db
       .prepare(
         `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
@@ -497,7 +515,7 @@ export async function reportEvent(db: Db, report: AgentReport): Promise<ReportOu
   return (results[4]?.results[0] as ReportOutcome | undefined) ?? null;
 }
 
-export type LeaseExtension = Delivery & { now: string; leaseExpiresAt: string };
+export type LeaseExtension = Delivery & Seen & { leaseExpiresAt: string };
 
 export type ExtendedLease = { job_id: string; lease_expires_at: string; delivery: number };
 
@@ -517,8 +535,10 @@ export async function extendLease(db: Db, lease: LeaseExtension): Promise<Extend
   const valid = `${ownedBy("?2", "?3")} AND ${DELIVERY_VALID}`;
   const [, extended] = await db.batch([
     db
-      .prepare(`UPDATE agents SET last_seen = ?5 WHERE hostname = ?2 AND ${valid}`)
-      .bind(...params.slice(0, 5)),
+      .prepare(
+        `UPDATE agents SET last_seen = ?5 WHERE hostname = ?2 AND ${valid} AND last_seen <= ?6`,
+      )
+      .bind(...params.slice(0, 5), lease.seenBefore),
     db
       .prepare(
         `UPDATE job_agents SET lease_expires_at = ?6

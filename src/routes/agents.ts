@@ -48,6 +48,12 @@ function positiveInt(value: string | undefined, fallback: number): number {
   return Number.isInteger(n) && n > 0 ? n : fallback;
 }
 
+/** An agent's acts at `now` refresh `last_seen` only once it is half a TTL old: idle claims write nothing. */
+function seen(env: Env, now: number) {
+  const ttl = positiveInt(env.AGENT_TTL_SECONDS, DEFAULT_TTL_SECONDS);
+  return { now: new Date(now).toISOString(), seenBefore: new Date(now - ttl * 500).toISOString() };
+}
+
 function toAgent(row: AgentRow, now: number, ttlSeconds: number) {
   return {
     hostname: row.hostname,
@@ -227,7 +233,7 @@ export const claimJobsRoute = createRoute({
   tags: ["agents"],
   summary: "Claim jobs",
   description:
-    "Hands the agent the jobs due for it, oldest first, each under a lease with its own `lease_token`, which the delivery's reports and lease extensions must carry: `_any` jobs that no agent holds or has finished, jobs targeted at its hostname, and `_all` and label jobs it has not finished. Each claim writes an `acknowledged` event; the job becomes `processing`. A job whose lease ran out is handed out again (`delivery` + 1); after the maximum deliveries (`MAX_DELIVERIES`, default 5) it is failed for that agent with `max deliveries exceeded`. Refreshes `last_seen`. An empty list when nothing is due.",
+    "Hands the agent the jobs due for it, oldest first, each under a lease with its own `lease_token`, which the delivery's reports and lease extensions must carry: `_any` jobs that no agent holds or has finished, jobs targeted at its hostname, and `_all` and label jobs it has not finished. Each claim writes an `acknowledged` event; the job becomes `processing`. A job whose lease ran out is handed out again (`delivery` + 1); after the maximum deliveries (`MAX_DELIVERIES`, default 5) it is failed for that agent with `max deliveries exceeded`. An empty list when nothing is due; such a claim writes nothing, except `last_seen`, which every agent route refreshes at most once per half `AGENT_TTL_SECONDS`.",
   security: SECURITY,
   middleware: [requireScope("agent:write")] as const,
   request: {
@@ -329,7 +335,7 @@ export const agents = createRouter()
     const outcome = await claimJobs(c.var.db, {
       hostname,
       owner,
-      now: new Date(now).toISOString(),
+      ...seen(c.env, now),
       leaseExpiresAt: new Date(now + leaseSeconds * 1000).toISOString(),
       limit: body.limit ?? DEFAULT_CLAIM_LIMIT,
       maxDeliveries: positiveInt(c.env.MAX_DELIVERIES, DEFAULT_MAX_DELIVERIES),
@@ -340,10 +346,11 @@ export const agents = createRouter()
   .openapi(reportJobEvent, async (c) => {
     const { hostname, id } = c.req.valid("param");
     const { lease_token, ...body } = c.req.valid("json");
-    const now = new Date().toISOString();
+    const at = seen(c.env, Date.now());
     const delivery = await deliveryOf(c, hostname, id, lease_token);
-    const outcome = await reportEvent(c.var.db, { ...delivery, body, now });
-    if (!outcome) throw await deliveryRefusal(c.var.db, delivery, { now, event: body.event });
+    const outcome = await reportEvent(c.var.db, { ...delivery, ...at, body });
+    if (!outcome)
+      throw await deliveryRefusal(c.var.db, delivery, { now: at.now, event: body.event });
     noteWrite(c, outcome);
     return c.json(outcome, 200);
   })
@@ -352,12 +359,12 @@ export const agents = createRouter()
     const { lease_token, lease_seconds } = c.req.valid("json");
     const now = Date.now();
     const delivery = await deliveryOf(c, hostname, id, lease_token);
+    const at = seen(c.env, now);
     const lease = await extendLease(c.var.db, {
       ...delivery,
-      now: new Date(now).toISOString(),
+      ...at,
       leaseExpiresAt: new Date(now + lease_seconds * 1000).toISOString(),
     });
-    if (!lease)
-      throw await deliveryRefusal(c.var.db, delivery, { now: new Date(now).toISOString() });
+    if (!lease) throw await deliveryRefusal(c.var.db, delivery, at);
     return c.json(lease, 200);
   });
