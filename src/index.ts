@@ -104,5 +104,6 @@ app.onError(onError);
 app.notFound(notFoundOrMethodNotAllowed(app.routes));
 
 export type AppType = typeof routes;
+export { ClaimWaiters } from "./wakeups";
 export { app };
 export default { fetch: app.fetch, scheduled } satisfies ExportedHandler<Env>;

@@ -36,8 +36,13 @@ export async function claim(
   if (response.status !== 200)
     throw new Error(`claim failed: ${response.status} ${await response.text()}`);
   const { jobs } = await parse(response, ClaimResultSchema);
-  for (const job of jobs) leaseTokens.set(deliveryKey(hostname, job.id), job.lease_token);
+  rememberLeases(hostname, jobs);
   return jobs;
+}
+
+/** Keeps the tokens a claim handed out, for report() to send. */
+export function rememberLeases(hostname: string, jobs: { id: string; lease_token: string }[]) {
+  for (const job of jobs) leaseTokens.set(deliveryKey(hostname, job.id), job.lease_token);
 }
 
 /**

@@ -145,7 +145,7 @@ export async function findAgentOwner(
 const DEREGISTERED = "agent deregistered";
 
 /**
- * One batch, by the owner or an admin; false when nothing was deleted (no such agent, or another
+ * One batch, by the owner or an admin; null when nothing was deleted (no such agent, or another
  * lineage owns it). What the agent held ends with it: its rows of jobs meant for it (its hostname,
  * `_all`, its labels; created since its last claim too) are skipped with the reason in their
  * timelines, and the leases of `_any` jobs it held run out now, so the next claim of any agent
@@ -154,7 +154,7 @@ const DEREGISTERED = "agent deregistered";
 export async function deleteAgent(
   db: Db,
   agent: { hostname: string; now: string; actor: Actor },
-): Promise<boolean> {
+): Promise<{ revision: number; freedAnyJobs: number } | null> {
   const write = beginWrite(db, {
     sql: `EXISTS (SELECT 1 FROM agents WHERE hostname = ?1
       AND (?3 = 1 OR owner_lineage_id IS NULL OR owner_lineage_id = ?2))`,
@@ -204,8 +204,11 @@ export async function deleteAgent(
       .prepare(`DELETE FROM agent_labels WHERE hostname = ?1 AND ${write.applies}`)
       .bind(agent.hostname),
     db.prepare(`DELETE FROM agents WHERE hostname = ?1 AND ${write.applies}`).bind(agent.hostname),
+    db.prepare(`SELECT ${CURRENT_REVISION} AS revision`),
   ]);
-  return (results[0]?.meta.changes ?? 0) > 0;
+  if ((results[0]?.meta.changes ?? 0) === 0) return null;
+  const revision = (results[8]?.results[0] as { revision: number } | undefined)?.revision ?? 0;
+  return { revision, freedAnyJobs: results[4]?.meta.changes ?? 0 };
 }
 
 /**
@@ -288,7 +291,10 @@ export type ClaimRequest = {
   maxDeliveries: number;
 };
 
-export type ClaimOutcome = { jobs: ClaimedJob[] } | { refused: true };
+/** The jobs handed out, and what a long claim waits with: the revision seen and the labels. */
+export type ClaimOutcome =
+  | { jobs: ClaimedJob[]; revision: number; labels: Labels }
+  | { refused: true };
 
 /**
  * One batch, conditions in SQL, so two agents claiming at once never both get an `_any` job:
@@ -413,10 +419,17 @@ export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimOutco
          ORDER BY ja.job_seq`,
       )
       .bind(h),
-    db.prepare(`SELECT ${ownedBy("?1", "?2")} AS owned`).bind(h, lineage),
+    db
+      .prepare(
+        `SELECT ${ownedBy("?1", "?2")} AS owned, (SELECT revision FROM store_revision WHERE id = 1) AS revision,
+           (SELECT labels FROM agents WHERE hostname = ?1) AS labels`,
+      )
+      .bind(h, lineage),
   ]);
-  if ((results[12]?.results[0] as { owned: number } | undefined)?.owned !== 1)
-    return { refused: true };
+  const agent = results[12]?.results[0] as
+    | { owned: number; revision: number; labels: string | null }
+    | undefined;
+  if (agent?.owned !== 1) return { refused: true };
   type Row = Omit<ClaimedJob, "operation" | "lease_token"> & {
     operation: string;
     lease_token_hash: string;
@@ -427,6 +440,8 @@ export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimOutco
       operation: JSON.parse(row.operation) as Operation,
       lease_token: tokenOf.get(lease_token_hash) ?? "",
     })),
+    revision: agent.revision,
+    labels: JSON.parse(agent.labels ?? "{}") as Labels,
   };
 }
 

@@ -38,6 +38,7 @@ import {
   RegisterAgentBodySchema,
 } from "../schemas/agent";
 import { errorResponses } from "../schemas/error";
+import { announce, claimWaiters } from "../wakeups";
 import { SECURITY } from "./security";
 
 const DEFAULT_TTL_SECONDS = 60;
@@ -322,26 +323,59 @@ export const agents = createRouter()
     const { hostname } = c.req.valid("param");
     const actor = actingAs(c, hostname);
     const now = new Date().toISOString();
-    if (!(await deleteAgent(c.var.db, { hostname, now, actor })))
-      throw await agentRefusal(c.var.db, hostname, actor);
+    const deleted = await deleteAgent(c.var.db, { hostname, now, actor });
+    if (!deleted) throw await agentRefusal(c.var.db, hostname, actor);
+    if (deleted.freedAnyJobs > 0)
+      announce(c.executionCtx, c.env, [
+        { target: "_any", revision: deleted.revision, count: deleted.freedAnyJobs },
+      ]);
     return c.body(null, 204);
   })
   .openapi(claimJobsRoute, async (c) => {
     const { hostname } = c.req.valid("param");
     const body = c.req.valid("json");
     const owner = actingAs(c, hostname);
-    const now = Date.now();
     const leaseSeconds = body.lease_seconds ?? DEFAULT_LEASE_SECONDS;
-    const outcome = await claimJobs(c.var.db, {
-      hostname,
-      owner,
-      ...seen(c.env, now),
-      leaseExpiresAt: new Date(now + leaseSeconds * 1000).toISOString(),
-      limit: body.limit ?? DEFAULT_CLAIM_LIMIT,
-      maxDeliveries: positiveInt(c.env.MAX_DELIVERIES, DEFAULT_MAX_DELIVERIES),
-    });
-    if ("refused" in outcome) throw await agentRefusal(c.var.db, hostname, owner);
-    return c.json({ jobs: outcome.jobs }, 200);
+    const claim = async () => {
+      const now = Date.now();
+      const outcome = await claimJobs(c.var.db, {
+        hostname,
+        owner,
+        ...seen(c.env, now),
+        leaseExpiresAt: new Date(now + leaseSeconds * 1000).toISOString(),
+        limit: body.limit ?? DEFAULT_CLAIM_LIMIT,
+        maxDeliveries: positiveInt(c.env.MAX_DELIVERIES, DEFAULT_MAX_DELIVERIES),
+      });
+      if ("refused" in outcome) throw await agentRefusal(c.var.db, hostname, owner);
+      return outcome;
+    };
+    const deadline = Date.now() + (body.wait_seconds ?? 0) * 1000;
+    let outcome = await claim();
+    // Nothing due: wait in the Durable Object (no D1 query meanwhile) until work for this agent
+    // is announced, then claim again; at the deadline, one last claim catches a lost wake-up.
+    while (outcome.jobs.length === 0 && Date.now() < deadline) {
+      const woken = await claimWaiters(c.env)
+        .wait({
+          hostname,
+          labels: outcome.labels,
+          since: outcome.revision,
+          timeoutMs: deadline - Date.now(),
+        })
+        .catch(() => false);
+      outcome = await claim();
+      if (!woken) break;
+    }
+    const { jobs } = outcome;
+    announce(
+      c.executionCtx,
+      c.env,
+      [],
+      jobs.map((job) => ({
+        target: job.target_hostname === "_any" ? "_any" : hostname,
+        at: Date.parse(job.lease_expires_at),
+      })),
+    );
+    return c.json({ jobs }, 200);
   })
   .openapi(reportJobEvent, async (c) => {
     const { hostname, id } = c.req.valid("param");

@@ -31,6 +31,7 @@ import {
   ListJobsQuerySchema,
   RetryJobBodySchema,
 } from "../schemas/job";
+import { announce } from "../wakeups";
 import { SECURITY } from "./security";
 
 const jsonBody = <T>(schema: T, description: string, required = true) => ({
@@ -247,9 +248,11 @@ export const jobs = createRouter()
       noteWrite(c, stored);
       return c.json(stored, 201, headers);
     }
-    if (result.kind === "refused") throw targetNotFound(body.target_hostname ?? "_any");
+    const target = body.target_hostname ?? "_any";
+    if (result.kind === "refused") throw targetNotFound(target);
     const job = written(result);
     noteWrite(c, job);
+    announce(c.executionCtx, c.env, [{ target, revision: job.revision }]);
     c.header("Location", `/job/${job.job_id}`);
     return c.json(job, 201);
   })
@@ -281,6 +284,9 @@ export const jobs = createRouter()
     )
       throw targetNotFound(target);
     noteWrite(c, { revision: retried.revision });
+    const count = retried.results.filter((r) => r.outcome === "retried").length;
+    if (retried.revision !== null && count > 0)
+      announce(c.executionCtx, c.env, [{ target, revision: retried.revision, count }]);
     return c.json(retried, 200);
   })
   .openapi(getJob, async (c) => {
@@ -320,6 +326,7 @@ export const jobs = createRouter()
     if (result.kind === "refused") throw await refusal(c.var.db, id, ifMatch, target);
     const job = written(result);
     noteWrite(c, job);
+    announce(c.executionCtx, c.env, [{ target, revision: job.revision }]);
     c.header("Location", `/job/${job.job_id}`);
     return c.json(job, 201);
   });

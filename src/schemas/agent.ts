@@ -12,6 +12,7 @@ export const MAX_LABELS = 64;
 export const MAX_RESULT_BYTES = 64 * 1024;
 export const DEFAULT_CLAIM_LIMIT = 1;
 export const DEFAULT_LEASE_SECONDS = 300;
+export const MAX_WAIT_SECONDS = 60;
 
 const Timestamp = z.string().openapi({ example: "2026-11-28T10:00:00.123Z" });
 
@@ -115,8 +116,17 @@ export const ClaimBodySchema = z
       .optional()
       .openapi({ description: `How many jobs at most, 1–100 (default ${DEFAULT_CLAIM_LIMIT})` }),
     lease_seconds: LeaseSecondsSchema.optional(),
+    wait_seconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_WAIT_SECONDS)
+      .optional()
+      .openapi({
+        description: `When nothing is due, how long to wait for work, 0–${MAX_WAIT_SECONDS} (default 0: answer at once). The claim answers as soon as a job becomes due for the agent, or with an empty list when the time runs out.`,
+      }),
   })
-  .openapi("ClaimRequest", { example: { limit: 10, lease_seconds: 60 } });
+  .openapi("ClaimRequest", { example: { limit: 10, lease_seconds: 60, wait_seconds: 30 } });
 
 export const ClaimedJobSchema = z
   .object({

@@ -1,0 +1,186 @@
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import worker from "../src/index";
+import { ClaimResultSchema } from "../src/schemas/agent";
+import { claimWaiters } from "../src/wakeups";
+import { claim, host, register, rememberLeases, reportOk } from "./agents-helpers";
+import { checkConsistency, onD1 } from "./consistency";
+import { countingD1, createCounter } from "./counting-d1";
+import { admin, call, createJob, expectError, parse } from "./helpers";
+
+/** A long claim, started now; resolves with its jobs and how long it took. */
+async function longClaim(hostname: string, body: Record<string, unknown>) {
+  const started = Date.now();
+  const response = await call("POST", `/agent/${hostname}/claim`, { body });
+  if (response.status !== 200)
+    throw new Error(`claim failed: ${response.status} ${await response.text()}`);
+  const { jobs } = await parse(response, ClaimResultSchema);
+  rememberLeases(hostname, jobs);
+  return { jobs, ms: Date.now() - started };
+}
+
+/** Until `n` claims wait in the object (a claim waits only once its first look found nothing). */
+async function waiting(n: number) {
+  for (let i = 0; i < 200; i++) {
+    if ((await claimWaiters(env).waiting()) >= n) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`fewer than ${n} claims are waiting`);
+}
+
+describe("long claims", () => {
+  it("take wait_seconds 0–60 and refuse anything else", async () => {
+    const agent = host();
+    await register(agent);
+    for (const wait_seconds of [-1, 61, 1.5, "5", null]) {
+      const response = await call("POST", `/agent/${agent}/claim`, { body: { wait_seconds } });
+      expect((await expectError(response, 400)).details, String(wait_seconds)).toMatch(
+        /^wait_seconds/,
+      );
+    }
+  });
+
+  it("answer as soon as a job is created for the agent, and not for another's", async () => {
+    const [agent, other] = [host(), host()];
+    await register(agent);
+    await register(other);
+    const before = await claimWaiters(env).waiting();
+    const pending = longClaim(agent, { wait_seconds: 20 });
+    await waiting(before + 1);
+    await createJob({ type: "for.other" }, other);
+    const { job_id } = await createJob({ type: "for.agent" }, agent);
+    const { jobs, ms } = await pending;
+    expect(jobs.map((j) => j.id)).toEqual([job_id]);
+    expect(ms).toBeLessThan(5_000);
+  });
+
+  it("answer an empty list when the time runs out", async () => {
+    const agent = host();
+    await register(agent);
+    const { jobs, ms } = await longClaim(agent, { wait_seconds: 1 });
+    expect(jobs).toEqual([]);
+    expect(ms).toBeGreaterThanOrEqual(950);
+  });
+
+  it("wake for a label job below the agent's label, and for a retry targeted at it", async () => {
+    const agent = host();
+    await register(agent, { group: "web.dev.eu" });
+    let before = await claimWaiters(env).waiting();
+    let pending = longClaim(agent, { wait_seconds: 20 });
+    await waiting(before + 1);
+    const labelled = await createJob({ type: "label" }, "group:web.dev");
+    expect((await pending).jobs.map((j) => j.id)).toEqual([labelled.job_id]);
+    await reportOk(agent, labelled.job_id, { event: "completed" });
+
+    before = await claimWaiters(env).waiting();
+    pending = longClaim(agent, { wait_seconds: 20 });
+    await waiting(before + 1);
+    const retried = await call("POST", `/job/${labelled.job_id}/retry`, {
+      body: { target_hostname: agent },
+    });
+    const { job_id } = (await retried.json()) as { job_id: string };
+    const { jobs, ms } = await pending;
+    expect(jobs.map((j) => j.id)).toEqual([job_id]);
+    expect(ms).toBeLessThan(5_000);
+  });
+
+  it("cost no D1 query while waiting: one claim before, one at the deadline, no row written", async () => {
+    const agent = host();
+    await register(agent);
+    const counter = createCounter();
+    const ctx = createExecutionContext();
+    const response = await worker.fetch(
+      new Request(`http://jobs.test/agent/${agent}/claim`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${await admin()}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ wait_seconds: 2 }),
+      }),
+      { ...env, DB: countingD1(env.DB, counter), KEY_CACHE_SECONDS: "30" },
+      ctx,
+    );
+    expect(response.status).toBe(200);
+    await waitOnExecutionContext(ctx);
+    const claims = counter.calls.filter((call) => call.kind === "batch");
+    expect(claims).toHaveLength(2);
+    expect(counter.rowsWritten).toBe(0);
+  });
+
+  it("still hand out, at the deadline, a job whose announcement was lost", async () => {
+    const agent = host();
+    await register(agent);
+    const before = await claimWaiters(env).waiting();
+    const pending = longClaim(agent, { wait_seconds: 2 });
+    await waiting(before + 1);
+    // Written behind the API's back, as if its announcement had been lost.
+    const silent = crypto.randomUUID();
+    const now = new Date().toISOString();
+    await env.DB.batch([
+      env.DB.prepare(
+        `INSERT INTO jobs (id, operation, target_hostname, created_at, updated_at, created_revision, revision, root_job_id, attempt)
+         VALUES (?1, '{"type":"silent"}', ?2, ?3, ?3, (SELECT revision FROM store_revision), (SELECT revision FROM store_revision), ?1, 1)`,
+      ).bind(silent, agent, now),
+      env.DB.prepare(
+        `INSERT INTO job_events (job_id, event, hostname, created_at, revision)
+         VALUES (?1, 'submitted', '_api', ?2, (SELECT revision FROM store_revision))`,
+      ).bind(silent, now),
+    ]);
+    const { jobs, ms } = await pending;
+    expect(jobs.map((j) => j.id)).toEqual([silent]);
+    expect(ms).toBeGreaterThanOrEqual(1_900);
+    await reportOk(agent, silent, { event: "completed" });
+  });
+
+  it("wake another agent when a lease runs out or its holder is deregistered", async () => {
+    const [holder, waiter, gone] = [host("holder"), host("waiter"), host("gone")];
+    for (const agent of [holder, waiter, gone]) await register(agent);
+    const first = await createJob({ type: "lease.end" });
+    await claim(holder, { lease_seconds: 5, limit: 1 });
+    const second = await createJob({ type: "deregistered" });
+    const held = await claim(gone, { limit: 1 });
+    expect(held.map((j) => j.id)).toEqual([second.job_id]);
+
+    const before = await claimWaiters(env).waiting();
+    const afterLease = longClaim(waiter, { wait_seconds: 20 });
+    await waiting(before + 1);
+    const { jobs, ms } = await afterLease;
+    expect(jobs.map((j) => j.id)).toEqual([first.job_id]);
+    expect(ms).toBeGreaterThan(2_000);
+    expect(ms).toBeLessThan(9_000);
+
+    const next = longClaim(waiter, { wait_seconds: 20 });
+    await waiting(before + 1);
+    expect((await call("DELETE", `/agent/${gone}`)).status).toBe(204);
+    const freed = await next;
+    expect(freed.jobs.map((j) => j.id)).toEqual([second.job_id]);
+    expect(freed.ms).toBeLessThan(5_000);
+  }, 30_000);
+
+  it("hand every _any job to exactly one of 50 waiting agents", async () => {
+    const agents = Array.from({ length: 50 }, () => host("fleet"));
+    await Promise.all(agents.map((agent) => register(agent)));
+    const holders = new Map<string, string[]>();
+    const jobs = 30;
+    let done = false;
+    const work = async (agent: string) => {
+      while (!done) {
+        const { jobs: claimed } = await longClaim(agent, { wait_seconds: 3 });
+        for (const job of claimed) {
+          holders.set(job.id, [...(holders.get(job.id) ?? []), agent]);
+          await reportOk(agent, job.id, { event: "completed" });
+        }
+        if (holders.size >= jobs) done = true;
+      }
+    };
+    const before = await claimWaiters(env).waiting();
+    const running = Promise.all(agents.map(work));
+    await waiting(before + 50);
+    const created = await Promise.all(
+      Array.from({ length: jobs }, () => createJob({ type: "fleet.any" })),
+    );
+    await running;
+    expect([...holders.keys()].sort()).toEqual(created.map((j) => j.job_id).sort());
+    expect([...holders.values()].filter((h) => h.length !== 1)).toEqual([]);
+    expect(await checkConsistency(onD1(env.DB))).toEqual([]);
+  }, 60_000);
+});
