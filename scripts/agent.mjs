@@ -7,7 +7,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 
-const USAGE = `usage: agent [--hostname H] [--labels key=value,...] [--once] [--limit N] [--lease S] [--interval S] [--cat-root DIR]
+const USAGE = `usage: agent [--hostname H] [--labels key=value,...] [--once] [--limit N] [--lease S] [--wait S] [--interval S] [--cat-root DIR]
 
   --hostname H     the name jobs target (default: this machine's hostname)
   --labels L       labels for label targets, e.g. group=web.dev.us-east,os=debian
@@ -15,7 +15,9 @@ const USAGE = `usage: agent [--hostname H] [--labels key=value,...] [--once] [--
   --limit N        jobs per claim, 1–100 (default 1)
   --lease S        seconds to finish a job before it is handed out again, 5–3600 (default 60);
                    while an operation runs, the lease is extended by S every S/2 seconds
-  --interval S     seconds between claims when nothing is due (default 2)
+  --wait S         how long each claim waits for work when nothing is due, 0–60 (default 30,
+                   0 with --once): the service answers the moment a job is due for this agent
+  --interval S     with --wait 0, seconds between claims when nothing is due (default 2)
   --cat-root DIR   lets cat read regular files inside DIR (at most 60 KiB); without it cat fails
 
 operations:  echo {data}        completes with data as the result
@@ -133,6 +135,7 @@ function options() {
         limit: { type: "string" },
         lease: { type: "string" },
         interval: { type: "string" },
+        wait: { type: "string" },
         "cat-root": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -193,9 +196,20 @@ function denied(error, hostname) {
   return new Error(`${hostname}: ${error.message} (this key cannot act as ${hostname}; stopping)`);
 }
 
+/**
+ * Exponential backoff with full jitter: a random wait up to 0.5 s × 2^attempt, at most 60 s, at
+ * least what Retry-After asks. Agents that lost the service at the same moment come back spread out.
+ */
+function backoffMs(attempt, retryAfterSeconds = 0) {
+  const ceiling = Math.min(500 * 2 ** attempt, 60_000);
+  const floor =
+    Number.isFinite(retryAfterSeconds) && retryAfterSeconds > 0 ? retryAfterSeconds * 1000 : 0;
+  return Math.min(floor + Math.random() * ceiling, 60_000 + floor);
+}
+
 /** Requests the API; a refused-for-now answer (429, 503…) or a lost connection is tried again. */
 function client(url, key) {
-  return async (method, path, body) => {
+  return async (method, path, body, signal) => {
     for (let attempt = 1; ; attempt++) {
       let response;
       try {
@@ -203,10 +217,11 @@ function client(url, key) {
           method,
           headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
           body: body === undefined ? undefined : JSON.stringify(body),
+          signal,
         });
       } catch (error) {
-        if (attempt >= RETRIES) throw error;
-        await sleep(2 ** attempt * 500);
+        if (signal?.aborted || attempt >= RETRIES) throw error;
+        await sleep(backoffMs(attempt));
         continue;
       }
       const text = await response.text();
@@ -214,11 +229,7 @@ function client(url, key) {
       if (response.ok) return parsed;
       if (!TRANSIENT.has(response.status) || attempt >= RETRIES)
         throw new ApiError(response.status, parsed);
-      const retryAfter = Number(response.headers.get("Retry-After"));
-      await sleep(
-        Math.min(Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : 2 ** attempt, 60) *
-          1000,
-      );
+      await sleep(backoffMs(attempt, Number(response.headers.get("Retry-After"))));
     }
   };
 }
@@ -279,6 +290,7 @@ async function main() {
   const claim = {
     limit: integer(opts.limit, 1, 1, 100, "limit"),
     lease_seconds: integer(opts.lease, 60, 5, 3600, "lease"),
+    wait_seconds: integer(opts.wait, opts.once ? 0 : 30, 0, 60, "wait"),
   };
   const interval = integer(opts.interval, 2, 1, 3600, "interval");
   const settings = { catRoot: await catRootOf(opts["cat-root"]) };
@@ -286,10 +298,13 @@ async function main() {
   const agentPath = `/agent/${encodeURIComponent(hostname)}`;
 
   let stopping = false;
+  // A long claim in flight is given up at once on a stop: it holds no job yet.
+  const stop = new AbortController();
   for (const signal of ["SIGINT", "SIGTERM"]) {
     process.on(signal, () => {
       if (stopping) process.exit(130);
       stopping = true;
+      stop.abort();
       console.error("agent: stopping after the current job (again to quit now)");
     });
   }
@@ -303,15 +318,22 @@ async function main() {
     `agent: ${agent.hostname} registered at ${url}, labels ${JSON.stringify(agent.labels)}`,
   );
 
+  let failures = 0;
   while (!stopping) {
     let jobs;
     try {
-      ({ jobs } = await api("POST", `${agentPath}/claim`, claim));
+      ({ jobs } = await api("POST", `${agentPath}/claim`, claim, stop.signal));
+      failures = 0;
     } catch (error) {
+      if (stopping) break;
       if (opts.once || (error instanceof ApiError && error.status < 500 && error.status !== 429))
         throw denied(error, hostname);
-      console.error(`agent: claim failed (${error.message}); trying again in ${interval} s`);
-      await sleep(interval * 1000);
+      // The service is unreachable or refusing for now: come back later, spread out from the fleet.
+      const wait = backoffMs(++failures);
+      console.error(
+        `agent: claim failed (${error.message}); trying again in ${(wait / 1000).toFixed(1)} s`,
+      );
+      await sleep(wait);
       continue;
     }
     // Every job's lease is held from the claim on, so the jobs waiting behind the first one in a
@@ -349,7 +371,8 @@ async function main() {
       }
     }
     if (opts.once) break;
-    if (jobs.length === 0) await sleep(interval * 1000);
+    // A long claim already waited for work; a short one (--wait 0) pauses before the next.
+    if (jobs.length === 0 && claim.wait_seconds === 0) await sleep(interval * 1000);
   }
 }
 
