@@ -4,13 +4,12 @@
 // baseline runs twice: with the request log line the service writes too, and without it.
 // Settings (environment): BENCH_SIZES=10000,1000000 BENCH_SECONDS=5 BENCH_ROUNDS=5 BENCH_CONNECTIONS=10
 // BENCH_PORT=8791 (each Worker of each size takes the next port: 8791-8796) BENCH_TIMEOUT_MINUTES=30 BENCH_KEEP=1 (keep the state).
-import { execFileSync, spawn } from "node:child_process";
-import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { execFileSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import {
   cpSync,
   mkdirSync,
   mkdtempSync,
-  openSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -19,18 +18,17 @@ import {
 } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import autocannon from "autocannon";
-import { experimental_readRawConfig } from "wrangler";
-
-const root = fileURLToPath(new URL("..", import.meta.url));
-const wrangler = path.join(root, "node_modules", ".bin", "wrangler");
-const env = {
-  ...process.env,
-  WRANGLER_SEND_METRICS: "false",
-  CLOUDFLARE_CF_FETCH_ENABLED: "false",
-};
+import {
+  cpuSeconds,
+  newApiKey,
+  root,
+  run,
+  serviceConfig,
+  startServer,
+  stopServers,
+} from "./bench-lib.mjs";
 
 const SIZES = (process.env.BENCH_SIZES ?? "10000,1000000").split(",").map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -43,19 +41,9 @@ const SAMPLE = 2000;
 const QUIET = "baseline, no log";
 
 const stateRoot = mkdtempSync(path.join(os.tmpdir(), "state-bench-"));
-const servers = new Set();
 
 function log(message) {
   console.error(`bench: ${message}`);
-}
-
-function stopServers() {
-  for (const child of servers) {
-    try {
-      process.kill(-child.pid, "SIGTERM");
-    } catch {}
-  }
-  servers.clear();
 }
 
 function cleanup() {
@@ -73,18 +61,6 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
   process.on(signal, () => {
     cleanup();
     process.exit(130);
-  });
-}
-
-function run(args, options = {}) {
-  return execFileSync(wrangler, args, {
-    cwd: root,
-    env,
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "pipe"],
-    maxBuffer: 64 * 1024 * 1024,
-    timeout: 10 * 60_000,
-    ...options,
   });
 }
 
@@ -124,13 +100,6 @@ UPDATE store_revision SET revision = 1 WHERE id = 1;
 INSERT INTO api_keys (id, prefix, key_hash, name, scopes, created_at)
 VALUES ('${randomUUID()}', '${apiKey.prefix}', '${apiKey.hash}', 'bench', 'admin', '${new Date().toISOString()}');
 `;
-}
-
-function newApiKey() {
-  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
-  const prefix = `jobs_${Array.from(randomBytes(12), (b) => alphabet[b % alphabet.length]).join("")}`;
-  const key = `${prefix}_${randomBytes(32).toString("base64url")}`;
-  return { key, prefix, hash: createHash("sha256").update(key).digest("hex") };
 }
 
 function databaseFile(state) {
@@ -188,78 +157,6 @@ function seed(state, jobs, apiKey) {
     bytes: statSync(dbFile).size,
     tables: tableSizes(dbFile),
   };
-}
-
-/** The root wrangler.toml with test/baseline/service.ts as main and rate limits out of the way. */
-function serviceConfig(dir) {
-  const { rawConfig } = experimental_readRawConfig({ config: path.join(root, "wrangler.toml") });
-  const config = structuredClone(rawConfig);
-  config.name = `${config.name}-bench`;
-  config.main = path.join(root, "test", "baseline", "service.ts");
-  if (config.assets?.directory)
-    config.assets.directory = path.resolve(root, config.assets.directory);
-  for (const db of config.d1_databases ?? []) {
-    if (db.migrations_dir) db.migrations_dir = path.resolve(root, db.migrations_dir);
-  }
-  for (const limiter of config.ratelimits ?? []) limiter.simple.limit = 1_000_000_000;
-  const file = path.join(dir, "service.wrangler.json");
-  writeFileSync(file, JSON.stringify(config, null, 2));
-  return file;
-}
-
-async function startServer(name, config, port, state, extra = []) {
-  const out = path.join(state, `${name}.log`);
-  const output = openSync(out, "w");
-  const child = spawn(
-    wrangler,
-    [
-      "dev",
-      "--config",
-      config,
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--persist-to",
-      state,
-      ...extra,
-    ],
-    { cwd: root, env, detached: true, stdio: ["ignore", output, output] },
-  );
-  servers.add(child);
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 120; i++) {
-    if (child.exitCode !== null) break;
-    try {
-      await fetch(`${base}/health`);
-      return { base, group: child.pid };
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
-  }
-  throw new Error(`${name} did not start on ${base} (log: ${out})`);
-}
-
-const CLOCK_TICKS = 100;
-
-/** CPU seconds used so far by a server's process group (workerd and wrangler), from /proc; 0 elsewhere. */
-function cpuSeconds(group) {
-  let total = 0;
-  let pids = [];
-  try {
-    pids = readdirSync("/proc").filter((name) => /^\d+$/.test(name));
-  } catch {
-    return 0;
-  }
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[2]) === group)
-        total += (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-    } catch {}
-  }
-  return total;
 }
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];

@@ -352,7 +352,9 @@ export const agents = createRouter()
     const deadline = Date.now() + (body.wait_seconds ?? 0) * 1000;
     let outcome = await claim();
     // Nothing due: wait in the Durable Object (no D1 query meanwhile) until work for this agent
-    // is announced, then claim again; at the deadline, one last claim catches a lost wake-up.
+    // is announced, then claim again. A wait that ends with the object gone (restarted, say) may
+    // have missed a wake-up: one more claim then. A wait that ran out in the object missed
+    // nothing it was told; the agent's next claim looks at D1 first anyway.
     while (outcome.jobs.length === 0 && Date.now() < deadline) {
       const woken = await claimWaiters(c.env)
         .wait({
@@ -361,9 +363,10 @@ export const agents = createRouter()
           since: outcome.revision,
           timeoutMs: deadline - Date.now(),
         })
-        .catch(() => false);
+        .catch(() => undefined);
+      if (woken === false) break;
       outcome = await claim();
-      if (!woken) break;
+      if (woken === undefined) break;
     }
     const { jobs } = outcome;
     announce(
