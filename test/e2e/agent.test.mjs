@@ -2,11 +2,13 @@
 // hostname, the reference agent registers with it (another key is refused), fails a job, the
 // operator retries it with the CLI, and the agent completes the retry.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { api, runScript } from "./helpers.mjs";
+import { fileURLToPath } from "node:url";
+import { api, BASE, runScript } from "./helpers.mjs";
 
 const run = (name, args, key) => runScript(name, args, { JOBS_API_KEY: key });
 
@@ -83,5 +85,58 @@ test("a job fails on the agent, is retried from the CLI, and the retry completes
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a running agent waits in a long claim: a job submitted to it runs at once, and a stop ends the wait", async () => {
+  const hostname = `e2e-wait-${crypto.randomUUID().slice(0, 8)}`;
+  const { key } = await api("POST", "/keys", {
+    name: "e2e-wait",
+    scopes: ["agent:write"],
+    agent_hostnames: [hostname],
+  });
+  const file = fileURLToPath(new URL("../../scripts/agent.mjs", import.meta.url));
+  const agent = spawn(process.execPath, [file, "--hostname", hostname], {
+    env: { PATH: process.env.PATH, JOBS_URL: BASE, JOBS_API_KEY: key },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  agent.stdout.on("data", (chunk) => {
+    stdout += chunk;
+  });
+  agent.stderr.on("data", (chunk) => {
+    stderr += chunk;
+  });
+  const exited = new Promise((resolve) => agent.once("exit", resolve));
+  const until = async (what, seconds) => {
+    for (let i = 0; i < seconds * 20; i++) {
+      if (what()) return true;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return false;
+  };
+  try {
+    assert.ok(await until(() => stderr.includes("registered"), 10), stderr);
+    // Registered, then waiting in its claim: give the claim a moment to reach the object.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const sent = Date.now();
+    const { job_id } = await api("POST", "/job", {
+      operation: { type: "echo", data: "woken" },
+      target_hostname: hostname,
+    });
+    assert.ok(await until(() => stdout.includes(job_id), 5), `${stdout}\n${stderr}`);
+    const ran = Date.now() - sent;
+    assert.ok(ran < 3000, `the job ran ${ran} ms after it was submitted`);
+    const job = await api("GET", `/job/${job_id}`);
+    assert.equal(job.status, "completed");
+    assert.equal(job.result, "woken");
+
+    const stopped = Date.now();
+    agent.kill("SIGINT");
+    await exited;
+    assert.ok(Date.now() - stopped < 3000, "a stop does not wait out the long claim");
+  } finally {
+    agent.kill("SIGKILL");
   }
 });
