@@ -1,24 +1,38 @@
 import { DurableObject } from "cloudflare:workers";
+import { type FeedPosition, readFeed, touchAgents } from "./db/agents";
 
 /**
- * Long claims: an agent whose claim found nothing waits here, not in a loop over D1. Writers
- * announce the work they made due (a job created or retried for a target, `_any` leases freed),
- * claims announce when the leases they handed out run out, and each announcement wakes the
- * waiting claims it concerns, which then claim again. One object ("fleet") holds every waiter.
+ * Long claims: an agent whose claim found nothing waits here, not in a loop over D1. One object
+ * ("fleet") holds every waiting claim and wakes those that work concerns:
  *
- * Nothing here is a source of truth: a lost announcement (the object restarting, a failed call)
- * costs a waiting claim at most the rest of its wait, since every long claim looks at D1 once
- * more at its deadline. No job is ever kept from an agent by this object.
+ * - Writers announce, after they answer, what they made due (a job created or retried for a
+ *   target, `_any` leases freed), with the store revision that made it so: the wake-up in
+ *   milliseconds.
+ * - While claims wait, the object reads D1's change feed once a second for the whole fleet: jobs
+ *   created since it last looked, leases that ran out, and `_any` work nobody has taken. So an
+ *   announcement that was lost (a failed call) costs a waiting claim about a second, never a job,
+ *   and lease ends need no announcement.
+ * - An agent whose wait ran out with nothing for it is known idle as of the revision its claim saw.
+ *   Its next long claim waits at once, without a D1 claim, while the feed has run without a break
+ *   since, nothing concerning it was seen, no `_any` work is waiting for a taker, and its last
+ *   D1 claim is at most VOUCH_MAX_MS old. The object writes `last_seen` for the agents waiting in
+ *   it, in one statement for the fleet.
+ *
+ * Nothing here is a source of truth: if the object restarts, it knows nothing, vouches for no one,
+ * and every claim looks at D1 first. Handing out stays the claim's single D1 batch.
  */
 
 /** Work that became due, as of the store revision that made it so. */
 export type Announcement = { target: string; revision: number; count?: number };
 
-/** A lease that runs out at `at` (ms since the epoch): then its job is due again for `target`. */
-export type LeaseEnd = { target: string; at: number };
+/** An announcement as kept: for `_any` work, how many more waiters it should still wake. */
+type Kept = Announcement & { owed: number };
 
+/** A claim that waits: the agent, and what its last look at D1 saw. */
 export type Waiter = {
   hostname: string;
+  /** The lineage of the key acting as the agent (checked by the D1 claim that preceded the wait). */
+  lineage: string;
   labels: Record<string, string>;
   /** The store revision the agent's last claim saw: work announced after it wakes the waiter. */
   since: number;
@@ -30,13 +44,21 @@ export type Waiter = {
 const ANY_FANOUT = 2;
 /** Announcements kept for waiters that register after them; older ones wake such waiters at once. */
 const KEPT = 1024;
-/** Lease ends are grouped to this precision, so many leases make few timers. */
-const LEASE_TICK_MS = 250;
+/** How often the object reads D1's change feed while claims wait or agents are known idle. */
+const FEED_MS = 1000;
+/** An idle agent is sent to D1 at least this often, whatever the object believes. */
+const VOUCH_MAX_MS = 300_000;
 
-type Pending = Waiter & { wake: (woken: boolean) => void };
+type Pending = Waiter & { wake: (woken: boolean) => void; validatedAt: number };
+
+/** What the object knows of an agent whose last wait ran out: idle as of `since`. */
+type Idle = Omit<Waiter, "timeoutMs" | "hostname"> & { validatedAt: number };
 
 /** Whether work for this target is work for this agent (hostname, `_any`, `_all`, or a label). */
-export function concerns(target: string, agent: Pick<Waiter, "hostname" | "labels">): boolean {
+export function concerns(
+  target: string,
+  agent: { hostname: string; labels: Record<string, string> },
+): boolean {
   if (target === "_any" || target === "_all") return true;
   const colon = target.indexOf(":");
   if (colon < 0) return target === agent.hostname;
@@ -47,22 +69,99 @@ export function concerns(target: string, agent: Pick<Waiter, "hostname" | "label
 
 export class ClaimWaiters extends DurableObject<Env> {
   private readonly waiters = new Set<Pending>();
-  private readonly recent: Announcement[] = [];
+  private readonly idle = new Map<string, Idle>();
+  private readonly recent: Kept[] = [];
   /** The highest revision among announcements no longer kept. */
   private forgotten = 0;
-  private readonly leaseEnds = new Map<number, Set<string>>();
+  /** Where the change feed stands; undefined until its first read (and after a failed one). */
+  private feed: FeedPosition | undefined;
+  /** `_any` jobs due that nobody took within a feed interval. */
+  private anyBacklog = 0;
+  private feeding = false;
+  /** Agents that waited since `last_seen` was last written for them, with their lineage. */
+  private readonly seen = new Map<string, string>();
+  private seenWrittenAt = 0;
 
-  /** Resolves true when work for the waiter is announced, false when its time runs out. */
+  /**
+   * A claim that found nothing waits here. Resolves true when work for it is announced or seen
+   * in the feed, false when its time runs out (and the agent is then known idle).
+   */
   wait(waiter: Waiter): Promise<boolean> {
+    return this.enter(waiter, Date.now());
+  }
+
+  /**
+   * The start of a long claim: when the object can vouch that nothing is due for the agent, the
+   * claim waits at once (true: woken, false: ran out); null sends it to D1 first.
+   */
+  resume(agent: { hostname: string; lineage: string; timeoutMs: number }): Promise<boolean | null> {
+    const known = this.idle.get(agent.hostname);
+    const now = Date.now();
+    if (
+      !known ||
+      known.lineage !== agent.lineage ||
+      this.feed === undefined ||
+      known.since < this.feed.initRevision ||
+      this.anyBacklog > 0 ||
+      now - known.validatedAt > VOUCH_MAX_MS
+    )
+      return Promise.resolve(null);
+    return this.enter(
+      { ...known, hostname: agent.hostname, timeoutMs: agent.timeoutMs },
+      known.validatedAt,
+    );
+  }
+
+  /** Wakes the waiters each announcement concerns, and keeps it for waiters still on their way. */
+  announce(announcements: Announcement[]): void {
+    for (const announcement of announcements) this.note(announcement);
+  }
+
+  /** The agent's registration changed (labels, or it was deregistered): vouch no more for it. */
+  forget(hostname: string): void {
+    this.idle.delete(hostname);
+  }
+
+  /** How many claims are waiting now (for tests and the fleet benchmark). */
+  waiting(): number {
+    return this.waiters.size;
+  }
+
+  /** Writes `last_seen` for the agents that waited here (tests call it; the feed does it too). */
+  async writeSeen(): Promise<void> {
+    for (const waiter of this.waiters) this.seen.set(waiter.hostname, waiter.lineage);
+    const agents = [...this.seen].map(([hostname, lineage]) => ({ hostname, lineage }));
+    this.seen.clear();
+    this.seenWrittenAt = Date.now();
+    if (agents.length > 0) await touchAgents(this.env.DB, agents, new Date(), this.ttlMs() / 2);
+  }
+
+  private enter(waiter: Waiter, validatedAt: number): Promise<boolean> {
+    this.seen.set(waiter.hostname, waiter.lineage);
+    this.idle.delete(waiter.hostname);
+    this.startFeed();
     if (waiter.since < this.forgotten) return Promise.resolve(true);
-    if (this.recent.some((a) => a.revision > waiter.since && concerns(a.target, waiter)))
-      return Promise.resolve(true);
+    // Work announced after the agent's claim looked: `_any` work only while it still owes a
+    // wake-up (it woke others already), anything else that concerns the agent.
+    for (const kept of this.recent) {
+      if (kept.revision <= waiter.since || !concerns(kept.target, waiter)) continue;
+      if (kept.target !== "_any") return Promise.resolve(true);
+      if (kept.owed > 0) {
+        kept.owed--;
+        return Promise.resolve(true);
+      }
+    }
     return new Promise((resolve) => {
       const pending: Pending = {
         ...waiter,
+        validatedAt,
         wake: (woken) => {
           clearTimeout(timer);
           this.waiters.delete(pending);
+          if (!woken) {
+            const { hostname, timeoutMs, wake, ...idle } = pending;
+            this.idle.set(hostname, idle);
+          }
           resolve(woken);
         },
       };
@@ -71,53 +170,80 @@ export class ClaimWaiters extends DurableObject<Env> {
     });
   }
 
-  /** Wakes the waiters each announcement concerns, and keeps it for waiters still on their way. */
-  announce(announcements: Announcement[]): void {
-    for (const announcement of announcements) {
-      this.recent.push(announcement);
-      this.wakeFor(announcement.target, announcement.count ?? 1);
-    }
+  private note(announcement: Announcement): void {
+    const kept: Kept = { ...announcement, owed: 0 };
+    this.recent.push(kept);
     const excess = this.recent.length - KEPT;
     if (excess > 0) {
       for (const old of this.recent.splice(0, excess))
         this.forgotten = Math.max(this.forgotten, old.revision);
     }
+    kept.owed = this.wakeFor(announcement.target, announcement.count ?? 1);
   }
 
-  /** Schedules the wake-ups of leases that run out, a timer per tick however many leases. */
-  leasesEnd(leases: LeaseEnd[]): void {
-    for (const { target, at } of leases) {
-      const tick = Math.ceil(at / LEASE_TICK_MS) * LEASE_TICK_MS;
-      let targets = this.leaseEnds.get(tick);
-      if (!targets) {
-        targets = new Set();
-        this.leaseEnds.set(tick, targets);
-        setTimeout(() => this.endLeases(tick), Math.max(0, tick - Date.now()));
-      }
-      targets.add(target);
+  /**
+   * `_any` work wakes a few waiters, longest waiting first (and the feed's backlog check covers
+   * them if they go away); any other wakes all it concerns, and ends the vouching for them.
+   */
+  /** Returns how many wake-ups `_any` work still owes (no waiter was there for them). */
+  private wakeFor(target: string, count: number): number {
+    if (target !== "_any") {
+      for (const [hostname, idle] of this.idle)
+        if (concerns(target, { hostname, labels: idle.labels })) this.idle.delete(hostname);
     }
-  }
-
-  /** How many claims are waiting now (for tests and the fleet benchmark). */
-  waiting(): number {
-    return this.waiters.size;
-  }
-
-  private endLeases(tick: number): void {
-    const targets = this.leaseEnds.get(tick);
-    this.leaseEnds.delete(tick);
-    for (const target of targets ?? []) this.wakeFor(target, 1);
-  }
-
-  /** `_any` work wakes a few waiters, longest waiting first; any other wakes all it concerns. */
-  private wakeFor(target: string, count: number): void {
     let left = target === "_any" ? count * ANY_FANOUT : Number.POSITIVE_INFINITY;
     for (const waiter of [...this.waiters]) {
-      if (left <= 0) return;
+      if (left <= 0) break;
       if (!concerns(target, waiter)) continue;
       waiter.wake(true);
       left--;
     }
+    return target === "_any" ? left : 0;
+  }
+
+  private ttlMs(): number {
+    const seconds = Number(this.env.AGENT_TTL_SECONDS);
+    return (Number.isFinite(seconds) && seconds > 0 ? seconds : 60) * 1000;
+  }
+
+  /** Reads the feed once a second while anyone waits or is known idle. */
+  private startFeed(): void {
+    if (this.feeding) return;
+    this.feeding = true;
+    const tick = async () => {
+      try {
+        await this.readFeed();
+      } catch {
+        // A gap in what the object saw: it vouches for no one until the feed runs again.
+        this.feed = undefined;
+        this.idle.clear();
+      }
+      if (this.waiters.size === 0 && this.idle.size === 0) {
+        this.feeding = false;
+        return;
+      }
+      setTimeout(tick, FEED_MS);
+    };
+    setTimeout(tick, 0);
+  }
+
+  private async readFeed(): Promise<void> {
+    const now = Date.now();
+    const writeSeen = now - this.seenWrittenAt >= this.ttlMs() / 4;
+    const read = await readFeed(this.env.DB, this.feed, new Date(now));
+    if (this.feed !== undefined) {
+      for (const job of read.jobs) {
+        const known = this.recent.some(
+          (a) => a.revision === job.revision && a.target === job.target,
+        );
+        if (!known) this.note(job);
+      }
+      for (const target of read.leaseEnds) this.note({ target, revision: read.revision });
+      this.anyBacklog = read.anyBacklog;
+      if (read.anyBacklog > 0) this.wakeFor("_any", read.anyBacklog);
+    }
+    this.feed = read.position;
+    if (writeSeen) await this.writeSeen();
   }
 }
 
@@ -131,14 +257,24 @@ export function announce(
   ctx: { waitUntil(promise: Promise<unknown>): void },
   env: Env,
   announcements: Announcement[],
-  leases: LeaseEnd[] = [],
 ): void {
-  if (announcements.length === 0 && leases.length === 0) return;
-  const waiters = claimWaiters(env);
+  if (announcements.length === 0) return;
   ctx.waitUntil(
-    Promise.all([
-      announcements.length > 0 ? waiters.announce(announcements) : undefined,
-      leases.length > 0 ? waiters.leasesEnd(leases) : undefined,
-    ]).catch(() => {}),
+    claimWaiters(env)
+      .announce(announcements)
+      .catch(() => {}),
+  );
+}
+
+/** After an agent's registration changed: the object vouches no more for it. */
+export function forgetAgent(
+  ctx: { waitUntil(promise: Promise<unknown>): void },
+  env: Env,
+  hostname: string,
+): void {
+  ctx.waitUntil(
+    claimWaiters(env)
+      .forget(hostname)
+      .catch(() => {}),
   );
 }

@@ -625,3 +625,114 @@ export async function findDeliveryRefusal(db: Db, delivery: Delivery): Promise<D
     holder: row?.holder ?? null,
   };
 }
+
+/** Where a reader of the change feed stands: the last job seen, the time of its last read. */
+export type FeedPosition = { seq: number; at: string; initRevision: number };
+
+export type Feed = {
+  position: FeedPosition;
+  /** The store revision at this read. */
+  revision: number;
+  /** Jobs created since the last read, with the revision that created each. */
+  jobs: { target: string; revision: number }[];
+  /** Who a lease that ran out since the last read is due to again: `_any`, or its holder. */
+  leaseEnds: string[];
+  /** `_any` jobs due (unheld) that were already there at the last read: nobody took them. */
+  anyBacklog: number;
+};
+
+const FEED_PAGE = 1000;
+
+/**
+ * One read-only batch for the whole fleet: what became due since `from` (undefined: just where the
+ * feed stands now). The jobs come in seq order, a page at a time; leases by their expiry index.
+ */
+export async function readFeed(db: Db, from: FeedPosition | undefined, now: Date): Promise<Feed> {
+  const at = now.toISOString();
+  const head = db.prepare(
+    `SELECT COALESCE(MAX(seq), 0) AS seq, (SELECT revision FROM store_revision WHERE id = 1) AS revision
+     FROM jobs`,
+  );
+  if (from === undefined) {
+    const row = await head.first<{ seq: number; revision: number }>();
+    const seq = row?.seq ?? 0;
+    const revision = row?.revision ?? 0;
+    return {
+      position: { seq, at, initRevision: revision },
+      revision,
+      jobs: [],
+      leaseEnds: [],
+      anyBacklog: 0,
+    };
+  }
+  const [top, jobs, leases, backlog] = await db.batch<Record<string, unknown>>([
+    head,
+    db
+      .prepare(
+        `SELECT seq, target_hostname AS target, created_revision AS revision FROM jobs
+         WHERE seq > ?1 ORDER BY seq LIMIT ${FEED_PAGE}`,
+      )
+      .bind(from.seq),
+    db
+      .prepare(
+        `SELECT CASE j.target_hostname WHEN '_any' THEN '_any' ELSE ja.hostname END AS target
+         FROM job_agents ja INDEXED BY job_agents_lease JOIN jobs j ON j.id = ja.job_id
+         WHERE ja.state IN ${OPEN} AND ja.lease_expires_at > ?1 AND ja.lease_expires_at <= ?2`,
+      )
+      .bind(from.at, at),
+    db
+      .prepare(
+        `SELECT COUNT(*) AS n FROM jobs j INDEXED BY jobs_any_open
+         WHERE target_hostname = '_any' AND status IN ('unprocessed', 'processing') AND seq <= ?1
+           AND NOT EXISTS (SELECT 1 FROM job_agents h WHERE h.job_id = j.id AND h.state IN ${OPEN}
+             AND h.lease_expires_at > ?2)`,
+      )
+      .bind(from.seq, at),
+  ]);
+  const head0 = top?.results[0] as { seq: number; revision: number } | undefined;
+  const created = (jobs?.results ?? []) as { seq: number; target: string; revision: number }[];
+  const full = created.length === FEED_PAGE;
+  return {
+    position: {
+      seq: full ? (created.at(-1)?.seq ?? from.seq) : Math.max(from.seq, head0?.seq ?? 0),
+      at,
+      initRevision: from.initRevision,
+    },
+    revision: head0?.revision ?? 0,
+    jobs: created.map(({ target, revision }) => ({ target, revision })),
+    leaseEnds: ((leases?.results ?? []) as { target: string }[]).map((l) => l.target),
+    anyBacklog: ((backlog?.results[0] as { n: number } | undefined)?.n ?? 0) as number,
+  };
+}
+
+const TOUCH_PAGE = 500;
+
+/**
+ * `last_seen` for agents waiting in a long claim, in one batch for the fleet: written where it is
+ * older than `staleAfterMs` and the agent is still owned by the lineage that waited.
+ */
+export async function touchAgents(
+  db: Db,
+  agents: { hostname: string; lineage: string }[],
+  now: Date,
+  staleAfterMs: number,
+): Promise<void> {
+  const statements = [];
+  for (let i = 0; i < agents.length; i += TOUCH_PAGE) {
+    statements.push(
+      db
+        .prepare(
+          `UPDATE agents SET last_seen = ?1
+           WHERE last_seen < ?2 AND hostname IN (SELECT json_extract(value, '$.hostname') FROM json_each(?3))
+             AND owner_lineage_id = (SELECT json_extract(value, '$.lineage') FROM json_each(?3)
+               WHERE json_extract(value, '$.hostname') = agents.hostname)`,
+        )
+        .bind(
+          now.toISOString(),
+          new Date(now.getTime() - staleAfterMs).toISOString(),
+          JSON.stringify(agents.slice(i, i + TOUCH_PAGE)),
+        ),
+    );
+  }
+  if (statements.length > 0) await db.batch(statements);
+}

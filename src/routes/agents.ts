@@ -38,7 +38,7 @@ import {
   RegisterAgentBodySchema,
 } from "../schemas/agent";
 import { errorResponses } from "../schemas/error";
-import { announce, claimWaiters } from "../wakeups";
+import { announce, claimWaiters, forgetAgent } from "../wakeups";
 import { SECURITY } from "./security";
 
 const DEFAULT_TTL_SECONDS = 60;
@@ -308,6 +308,7 @@ export const agents = createRouter()
       owner,
     });
     if (!row) throw ownedByAnother(hostname);
+    forgetAgent(c.executionCtx, c.env, hostname);
     return c.json(
       toAgent(row, Date.now(), positiveInt(c.env.AGENT_TTL_SECONDS, DEFAULT_TTL_SECONDS)),
       200,
@@ -325,6 +326,7 @@ export const agents = createRouter()
     const now = new Date().toISOString();
     const deleted = await deleteAgent(c.var.db, { hostname, now, actor });
     if (!deleted) throw await agentRefusal(c.var.db, hostname, actor);
+    forgetAgent(c.executionCtx, c.env, hostname);
     if (deleted.freedAnyJobs > 0)
       announce(c.executionCtx, c.env, [
         { target: "_any", revision: deleted.revision, count: deleted.freedAnyJobs },
@@ -349,16 +351,27 @@ export const agents = createRouter()
       if ("refused" in outcome) throw await agentRefusal(c.var.db, hostname, owner);
       return outcome;
     };
-    const deadline = Date.now() + (body.wait_seconds ?? 0) * 1000;
+    const wait = (body.wait_seconds ?? 0) * 1000;
+    const deadline = Date.now() + wait;
+    const waiters = claimWaiters(c.env);
+    // A long claim whose agent the object knows to be idle waits at once, without a D1 claim.
+    const vouched =
+      wait > 0
+        ? await waiters
+            .resume({ hostname, lineage: owner.lineage, timeoutMs: wait })
+            .catch(() => null)
+        : null;
+    if (vouched === false) return c.json({ jobs: [] }, 200);
     let outcome = await claim();
     // Nothing due: wait in the Durable Object (no D1 query meanwhile) until work for this agent
-    // is announced, then claim again. A wait that ends with the object gone (restarted, say) may
-    // have missed a wake-up: one more claim then. A wait that ran out in the object missed
-    // nothing it was told; the agent's next claim looks at D1 first anyway.
+    // is announced or seen in the feed, then claim again. A wait that ends with the object gone
+    // (restarted, say) may have missed a wake-up: one more claim then. A wait that ran out in the
+    // object missed nothing: the object reads the feed while claims wait.
     while (outcome.jobs.length === 0 && Date.now() < deadline) {
-      const woken = await claimWaiters(c.env)
+      const woken = await waiters
         .wait({
           hostname,
+          lineage: owner.lineage,
           labels: outcome.labels,
           since: outcome.revision,
           timeoutMs: deadline - Date.now(),
@@ -369,15 +382,6 @@ export const agents = createRouter()
       if (woken === undefined) break;
     }
     const { jobs } = outcome;
-    announce(
-      c.executionCtx,
-      c.env,
-      [],
-      jobs.map((job) => ({
-        target: job.target_hostname === "_any" ? "_any" : hostname,
-        at: Date.parse(job.lease_expires_at),
-      })),
-    );
     return c.json({ jobs }, 200);
   })
   .openapi(reportJobEvent, async (c) => {
