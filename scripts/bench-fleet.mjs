@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // npm run bench:fleet: a fleet of agents (each its own hostname) against `wrangler dev`, with jobs
 // submitted at a steady rate, once polling every few seconds with short claims and once with long
-// claims; prints what each costs D1 (counted by the Worker: test/baseline/service.ts), how long a
+// claims; prints what each costs D1 (counted by the Worker and by the object the long claims wait
+// in: test/baseline/service.ts), how long a
 // job waits between its submission and its claim, whether every job was handed out exactly once,
 // and the Worker's memory.
 // Settings (environment): FLEET_AGENTS=1000 FLEET_SECONDS=30 FLEET_RATE=5 (jobs a second, half
@@ -51,11 +52,24 @@ async function startService(name, port) {
   return { ...server, key: key.key };
 }
 
-/** What the Worker reported for every request of a phase. */
+/** What the Worker reported for every request of a phase, and what the waiting object spent. */
 function meter() {
   const m = { requests: 0, d1Calls: 0, rowsRead: 0, writeBatches: 0, idleWrites: 0, errors: 0 };
+  const statuses = new Map();
   return {
     m,
+    statuses,
+    /** The requests' counts so far plus the object's own D1 use (its feed, last_seen). */
+    async snapshot(base) {
+      const object = await (await fetch(`${base}/__bench/waiters-d1`)).json();
+      return {
+        at: performance.now(),
+        requests: m.requests,
+        d1Calls: m.d1Calls + object.calls,
+        rowsRead: m.rowsRead + object.rowsRead,
+        writes: m.writeBatches + object.writes,
+      };
+    },
     /** A request to the service, its D1 use added up; its JSON body, or null on failure. */
     async call(base, key, method, urlPath, body, { idleClaim = false } = {}) {
       let response;
@@ -77,7 +91,10 @@ function meter() {
       if (wrote) m.writeBatches++;
       const parsed = response.ok && text ? JSON.parse(text) : null;
       if (wrote && idleClaim && parsed?.jobs?.length === 0) m.idleWrites++;
-      if (!response.ok) m.errors++;
+      if (!response.ok) {
+        m.errors++;
+        statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+      }
       return parsed;
     },
   };
@@ -92,7 +109,7 @@ const percentile = (values, p) => {
 async function phase(name, wait, port) {
   log(`${name}: starting wrangler dev and registering ${AGENTS} agents`);
   const server = await startService(name, port);
-  const { m, call } = meter();
+  const { m, call, snapshot, statuses } = meter();
   const hosts = Array.from({ length: AGENTS }, (_, i) => `fleet-${String(i).padStart(5, "0")}`);
   for (let i = 0; i < hosts.length; i += 100) {
     await Promise.all(
@@ -156,34 +173,32 @@ async function phase(name, wait, port) {
 
   // The idle cost first: the fleet with no jobs, over two poll intervals or two waits (a long
   // claim is counted when it answers), after the first claims and their last_seen writes.
+  // A request's D1 use is counted when it answers, so the window opens after the first claims.
   const idleSeconds = 2 * Math.max(POLL_SECONDS, WAIT_SECONDS);
   log(`${name}: ${AGENTS} agents idle for ${idleSeconds} s`);
   const fleet = hosts.map(agent);
-  await sleep(Math.max(POLL_SECONDS, 5) * 1000);
-  const idleStart = { ...m, at: performance.now() };
-  await sleep(idleSeconds * 1000);
-  const idle = {
-    seconds: (performance.now() - idleStart.at) / 1000,
-    d1Calls: m.d1Calls - idleStart.d1Calls,
-    writes: m.writeBatches - idleStart.writeBatches,
-    requests: m.requests - idleStart.requests,
-    rowsRead: m.rowsRead - idleStart.rowsRead,
+  await sleep((Math.max(POLL_SECONDS, WAIT_SECONDS) + 5) * 1000);
+  const between = async (start) => {
+    const end = await snapshot(server.base);
+    return {
+      seconds: (end.at - start.at) / 1000,
+      d1Calls: end.d1Calls - start.d1Calls,
+      writes: end.writes - start.writes,
+      requests: end.requests - start.requests,
+      rowsRead: end.rowsRead - start.rowsRead,
+    };
   };
+  const idleStart = await snapshot(server.base);
+  await sleep(idleSeconds * 1000);
+  const idle = await between(idleStart);
 
   log(`${name}: ${RATE} jobs a second for ${SECONDS} s`);
-  const busyStart = { ...m, at: performance.now() };
+  const busyStart = await snapshot(server.base);
   const submitting$ = submitter();
   await sleep(SECONDS * 1000);
   submitting = false;
   await submitting$;
-  const busySeconds = (performance.now() - busyStart.at) / 1000;
-  const busy = {
-    seconds: busySeconds,
-    writes: m.writeBatches - busyStart.writeBatches,
-    requests: m.requests - busyStart.requests,
-    rowsRead: m.rowsRead - busyStart.rowsRead,
-    d1Calls: m.d1Calls - busyStart.d1Calls,
-  };
+  const busy = await between(busyStart);
   const memory = memoryMb(server.group);
   log(`${name}: draining for ${DRAIN_SECONDS} s`);
   await sleep(DRAIN_SECONDS * 1000);
@@ -207,6 +222,7 @@ async function phase(name, wait, port) {
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     errors: m.errors,
+    statuses: Object.fromEntries(statuses),
   };
 }
 
@@ -228,6 +244,9 @@ try {
       `| ${r.name} | ${rate(r.idle.writes, r.idle.seconds)} | ${rate(r.idle.d1Calls, r.idle.seconds)} | ${rate(r.idle.requests, r.idle.seconds)} | ${rate(r.idle.rowsRead, r.idle.seconds)} | ${rate(r.busy.writes, r.busy.seconds)} | ${rate(r.busy.d1Calls, r.busy.seconds)} | ${rate(r.busy.rowsRead, r.busy.seconds)} | ${r.p50.toFixed(0)} ms | ${r.p99.toFixed(0)} ms | ${r.once} of ${r.submitted} | ${r.twice} | ${r.memory.toFixed(0)} MB | ${r.errors} |`,
     );
   }
+  for (const r of [short, long])
+    if (r.errors > 0)
+      console.log(`${r.name}: failed requests by status ${JSON.stringify(r.statuses)}`);
   const idleWrites = long.idle.writes / long.idle.seconds;
   const fewer = short.busy.d1Calls / long.busy.d1Calls;
   const checks = [

@@ -112,9 +112,14 @@ export class ClaimWaiters extends DurableObject<Env> {
     );
   }
 
-  /** Wakes the waiters each announcement concerns, and keeps it for waiters still on their way. */
-  announce(announcements: Announcement[]): void {
+  /**
+   * Wakes the waiters each announcement concerns, and keeps it for waiters still on their way.
+   * Returns how many agents the object holds (waiting, or known idle): with none, writers may stay
+   * quiet for a moment, since the feed would see their work anyway.
+   */
+  announce(announcements: Announcement[]): number {
     for (const announcement of announcements) this.note(announcement);
+    return this.waiters.size + this.idle.size;
   }
 
   /** The agent's registration changed (labels, or it was deregistered): vouch no more for it. */
@@ -252,16 +257,27 @@ export function claimWaiters(env: Env): DurableObjectStub<ClaimWaiters> {
   return env.CLAIM_WAITERS.get(env.CLAIM_WAITERS.idFromName("fleet"));
 }
 
-/** Tells waiting claims about work made due, after the response: a failure only delays them. */
+/** How long an isolate skips announcing after the object said nobody waits in it. */
+const QUIET_MS = 1000;
+let quietUntil = 0;
+
+/**
+ * Tells waiting claims about work made due, after the response: a failure only delays them (the
+ * object's feed sees the work within a second). While the object holds no agent, an isolate skips
+ * announcing for QUIET_MS: a service nobody waits on pays no call per write.
+ */
 export function announce(
   ctx: { waitUntil(promise: Promise<unknown>): void },
   env: Env,
   announcements: Announcement[],
 ): void {
-  if (announcements.length === 0) return;
+  if (announcements.length === 0 || Date.now() < quietUntil) return;
   ctx.waitUntil(
     claimWaiters(env)
       .announce(announcements)
+      .then((held) => {
+        if (held === 0) quietUntil = Date.now() + QUIET_MS;
+      })
       .catch(() => {}),
   );
 }

@@ -1,6 +1,7 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { touchAgents } from "../src/db/agents";
 import worker from "../src/index";
 import { ClaimResultSchema } from "../src/schemas/agent";
 import { claimWaiters } from "../src/wakeups";
@@ -186,6 +187,37 @@ describe("long claims", () => {
     await claimWaiters(env).writeSeen();
     expect((await lastSeen())?.last_seen).not.toBe(old);
     await pending;
+  });
+
+  it("write last_seen for a fleet in one statement that reads a few rows per agent", async () => {
+    const fleet = Array.from({ length: 300 }, () => host("seen"));
+    await Promise.all(fleet.map((agent) => register(agent)));
+    const lineage = await env.DB.prepare(
+      "SELECT owner_lineage_id AS l FROM agents WHERE hostname = ?1",
+    )
+      .bind(fleet[0])
+      .first<{ l: string }>();
+    const old = new Date(Date.now() - 45_000).toISOString();
+    await env.DB.prepare(
+      "UPDATE agents SET last_seen = ?1 WHERE hostname IN (SELECT value FROM json_each(?2))",
+    )
+      .bind(old, JSON.stringify(fleet))
+      .run();
+    const counter = createCounter();
+    const waited = fleet.map((hostname) => ({ hostname, lineage: lineage?.l ?? "" }));
+    waited.push({ hostname: fleet[0] as string, lineage: "another-lineage" });
+    await touchAgents(countingD1(env.DB, counter), waited, new Date(), 30_000);
+    expect(counter.count).toBe(1);
+    expect(counter.rowsWritten).toBeGreaterThanOrEqual(300);
+    expect(counter.rowsRead, "a few rows per agent, not the fleet per agent").toBeLessThan(
+      5 * waited.length,
+    );
+    const stale = await env.DB.prepare(
+      "SELECT COUNT(*) AS n FROM agents WHERE hostname IN (SELECT value FROM json_each(?1)) AND last_seen = ?2",
+    )
+      .bind(JSON.stringify(fleet), old)
+      .first<{ n: number }>();
+    expect(stale?.n).toBe(0);
   });
 
   it("wake another agent when a lease runs out or its holder is deregistered", async () => {

@@ -723,9 +723,10 @@ export async function touchAgents(
       db
         .prepare(
           `UPDATE agents SET last_seen = ?1
-           WHERE last_seen < ?2 AND hostname IN (SELECT json_extract(value, '$.hostname') FROM json_each(?3))
-             AND owner_lineage_id = (SELECT json_extract(value, '$.lineage') FROM json_each(?3)
-               WHERE json_extract(value, '$.hostname') = agents.hostname)`,
+           FROM (SELECT json_extract(value, '$.hostname') AS hostname, json_extract(value, '$.lineage') AS lineage
+                 FROM json_each(?3)) AS waited
+           WHERE agents.hostname = waited.hostname AND agents.owner_lineage_id = waited.lineage
+             AND agents.last_seen < ?2`,
         )
         .bind(
           now.toISOString(),
