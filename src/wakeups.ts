@@ -109,6 +109,7 @@ export class ClaimWaiters extends DurableObject<Env> {
     return this.enter(
       { ...known, hostname: agent.hostname, timeoutMs: agent.timeoutMs },
       known.validatedAt,
+      true,
     );
   }
 
@@ -141,11 +142,16 @@ export class ClaimWaiters extends DurableObject<Env> {
     if (agents.length > 0) await touchAgents(this.env.DB, agents, new Date(), this.ttlMs() / 2);
   }
 
-  private enter(waiter: Waiter, validatedAt: number): Promise<boolean> {
+  /**
+   * A vouched agent's record was kept up to date as announcements arrived (any that concerned it
+   * ended the record), so only `_any` work still owing a wake-up matters for it; a claim from D1
+   * may have missed announcements no longer kept, and is woken to look again.
+   */
+  private enter(waiter: Waiter, validatedAt: number, vouched = false): Promise<boolean> {
     this.seen.set(waiter.hostname, waiter.lineage);
     this.idle.delete(waiter.hostname);
     this.startFeed();
-    if (waiter.since < this.forgotten) return Promise.resolve(true);
+    if (!vouched && waiter.since < this.forgotten) return Promise.resolve(true);
     // Work announced after the agent's claim looked: `_any` work only while it still owes a
     // wake-up (it woke others already), anything else that concerns the agent.
     for (const kept of this.recent) {
