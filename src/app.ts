@@ -1,4 +1,5 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import type { VerifiedKey } from "./auth/api-key";
 import type { Db } from "./db/session";
 import { ApiError } from "./errors";
@@ -29,4 +30,17 @@ export function createRouter() {
       throw new ApiError(400, `invalid ${TARGET_NAMES[result.target] ?? result.target}`, details);
     },
   });
+}
+
+/**
+ * A header on a response already built, in place: `c.header()` after the handler makes a new
+ * Response each time. Responses from `fetch()` (static assets) have immutable headers: those go
+ * through `c.header()`.
+ */
+export function setResponseHeader(c: Context<AppEnv>, name: string, value: string): void {
+  try {
+    c.res.headers.set(name, value);
+  } catch {
+    c.header(name, value);
+  }
 }

@@ -52,8 +52,9 @@ app.use(requestLog);
  */
 app.use(async (c, next) => {
   if (c.req.header("Origin") !== undefined) return browserCors(c, next);
-  await next();
-  c.header("Vary", "Origin", { append: true });
+  // Before the handler: Hono merges it into the response it builds (after, it would rebuild it).
+  c.header("Vary", "Origin");
+  return next();
 });
 app.use(authenticate);
 app.use(rateLimit);

@@ -22,11 +22,22 @@ export type RequestLog = {
 
 const JOB_PATH = /\/job\/([0-9a-fA-F-]{36})(?:\/|$)/;
 
+/** Hono's `/job/:id` as the document writes it, `/job/{id}`, converted once per route. */
+const patterns = new Map<string, string>();
+
 function routePattern(c: Context<AppEnv>): string | null {
-  const route = matchedRoutes(c)
-    .filter((r) => r.method !== "ALL")
-    .at(-1);
-  return route ? route.path.replace(/:(\w+)/g, "{$1}") : null;
+  const routes = matchedRoutes(c);
+  for (let i = routes.length - 1; i >= 0; i--) {
+    const route = routes[i];
+    if (!route || route.method === "ALL") continue;
+    let pattern = patterns.get(route.path);
+    if (pattern === undefined) {
+      pattern = route.path.replace(/:(\w+)/g, "{$1}");
+      patterns.set(route.path, pattern);
+    }
+    return pattern;
+  }
+  return null;
 }
 
 function presentedPrefix(c: Context<AppEnv>): string | undefined {

@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from "hono";
-import type { AppEnv } from "./app";
+import { type AppEnv, setResponseHeader } from "./app";
 import { ApiError } from "./errors";
 
 export const BOOKMARK_HEADER = "x-d1-bookmark";
@@ -26,5 +26,5 @@ export const d1Session: MiddlewareHandler<AppEnv> = async (c, next) => {
   c.set("db", session);
   await next();
   const latest = session.getBookmark() ?? bookmark;
-  if (latest) c.header(BOOKMARK_HEADER, latest);
+  if (latest) setResponseHeader(c, BOOKMARK_HEADER, latest);
 };
