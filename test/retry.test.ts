@@ -111,6 +111,19 @@ describe("POST /job/{id}/retry", () => {
     await expectError(response, 400);
   });
 
+  it("answers 415 for a body without a Content-Type, and retries without a body", async () => {
+    const original = await createJob();
+    const before = await revision();
+    const untyped = await call("POST", `/job/${original.job_id}/retry`, {
+      rawBody: new TextEncoder().encode('{"target_hostname":"_any"}'),
+    });
+    expect(untyped.headers.get("Content-Type")).toMatch(/^application\/json/);
+    await expectError(untyped, 415);
+    expect(await revision()).toBe(before);
+    const bodiless = await call("POST", `/job/${original.job_id}/retry`);
+    expect(bodiless.status).toBe(201);
+  });
+
   it("answers 404 for an unknown job and writes nothing", async () => {
     const before = await revision();
     const id = crypto.randomUUID();
