@@ -97,42 +97,39 @@ export async function startServer(name, config, port, state, extra = []) {
 
 const CLOCK_TICKS = 100;
 
-/** CPU seconds used so far by a server's process group (workerd and wrangler), from /proc; 0 elsewhere. */
-export function cpuSeconds(group) {
-  let total = 0;
+/** Each process of a server's process group (workerd and wrangler) with its /proc stat fields. */
+function groupProcesses(group) {
   let pids = [];
   try {
     pids = readdirSync("/proc").filter((name) => /^\d+$/.test(name));
   } catch {
-    return 0;
+    return [];
   }
-  for (const pid of pids) {
+  return pids.flatMap((pid) => {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[2]) === group)
-        total += (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-    } catch {}
-  }
-  return total;
+      return Number(fields[2]) === group ? [{ pid, fields }] : [];
+    } catch {
+      return [];
+    }
+  });
 }
 
-/** Resident memory in MB of a server's process group (workerd and wrangler), from /proc; 0 elsewhere. */
+/** CPU seconds used so far by a server's process group, from /proc; 0 elsewhere. */
+export function cpuSeconds(group) {
+  return groupProcesses(group).reduce(
+    (total, { fields }) => total + (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS,
+    0,
+  );
+}
+
+/** Resident memory in MB of a server's process group, from /proc; 0 elsewhere. */
 export function memoryMb(group) {
   let kb = 0;
-  let pids = [];
-  try {
-    pids = readdirSync("/proc").filter((name) => /^\d+$/.test(name));
-  } catch {
-    return 0;
-  }
-  for (const pid of pids) {
+  for (const { pid } of groupProcesses(group)) {
     try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[2]) !== group) continue;
-      const rss = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-      kb += Number(rss?.[1] ?? 0);
+      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
     } catch {}
   }
   return kb / 1024;

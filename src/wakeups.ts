@@ -1,5 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { type FeedPosition, readFeed, touchAgents } from "./db/agents";
+import { agentTtlSeconds } from "./domain/agent-settings";
+import { concerns } from "./domain/target";
 
 /**
  * Long claims: an agent whose claim found nothing waits here, not in a loop over D1. One object
@@ -53,19 +55,6 @@ type Pending = Waiter & { wake: (woken: boolean) => void; validatedAt: number };
 
 /** What the object knows of an agent whose last wait ran out: idle as of `since`. */
 type Idle = Omit<Waiter, "timeoutMs" | "hostname"> & { validatedAt: number };
-
-/** Whether work for this target is work for this agent (hostname, `_any`, `_all`, or a label). */
-export function concerns(
-  target: string,
-  agent: { hostname: string; labels: Record<string, string> },
-): boolean {
-  if (target === "_any" || target === "_all") return true;
-  const colon = target.indexOf(":");
-  if (colon < 0) return target === agent.hostname;
-  const have = agent.labels[target.slice(0, colon)];
-  const value = target.slice(colon + 1);
-  return have !== undefined && (have === value || have.startsWith(`${value}.`));
-}
 
 export class ClaimWaiters extends DurableObject<Env> {
   private readonly waiters = new Set<Pending>();
@@ -139,7 +128,8 @@ export class ClaimWaiters extends DurableObject<Env> {
     const agents = [...this.seen].map(([hostname, lineage]) => ({ hostname, lineage }));
     this.seen.clear();
     this.seenWrittenAt = Date.now();
-    if (agents.length > 0) await touchAgents(this.env.DB, agents, new Date(), this.ttlMs() / 2);
+    if (agents.length > 0)
+      await touchAgents(this.env.DB, agents, new Date(), (agentTtlSeconds(this.env) * 1000) / 2);
   }
 
   /**
@@ -212,18 +202,13 @@ export class ClaimWaiters extends DurableObject<Env> {
     return target === "_any" ? left : 0;
   }
 
-  private ttlMs(): number {
-    const seconds = Number(this.env.AGENT_TTL_SECONDS);
-    return (Number.isFinite(seconds) && seconds > 0 ? seconds : 60) * 1000;
-  }
-
   /** Reads the feed once a second while anyone waits or is known idle. */
   private startFeed(): void {
     if (this.feeding) return;
     this.feeding = true;
     const tick = async () => {
       try {
-        await this.readFeed();
+        await this.tickFeed();
       } catch {
         // A gap in what the object saw: it vouches for no one until the feed runs again.
         this.feed = undefined;
@@ -238,9 +223,9 @@ export class ClaimWaiters extends DurableObject<Env> {
     setTimeout(tick, 0);
   }
 
-  private async readFeed(): Promise<void> {
+  private async tickFeed(): Promise<void> {
     const now = Date.now();
-    const writeSeen = now - this.seenWrittenAt >= this.ttlMs() / 4;
+    const writeSeen = now - this.seenWrittenAt >= (agentTtlSeconds(this.env) * 1000) / 4;
     const read = await readFeed(this.env.DB, this.feed, new Date(now));
     if (this.feed !== undefined) {
       for (const job of read.jobs) {

@@ -421,7 +421,7 @@ export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimOutco
       .bind(h),
     db
       .prepare(
-        `SELECT ${ownedBy("?1", "?2")} AS owned, (SELECT revision FROM store_revision WHERE id = 1) AS revision,
+        `SELECT ${ownedBy("?1", "?2")} AS owned, ${CURRENT_REVISION} AS revision,
            (SELECT labels FROM agents WHERE hostname = ?1) AS labels`,
       )
       .bind(h, lineage),
@@ -650,7 +650,7 @@ const FEED_PAGE = 1000;
 export async function readFeed(db: Db, from: FeedPosition | undefined, now: Date): Promise<Feed> {
   const at = now.toISOString();
   const head = db.prepare(
-    `SELECT COALESCE(MAX(seq), 0) AS seq, (SELECT revision FROM store_revision WHERE id = 1) AS revision
+    `SELECT COALESCE(MAX(seq), 0) AS seq, ${CURRENT_REVISION} AS revision
      FROM jobs`,
   );
   if (from === undefined) {

@@ -45,3 +45,20 @@ function patternRegExp(pattern: string): RegExp {
 export function hostnameAllowed(patterns: readonly string[] | null, hostname: string): boolean {
   return patterns === null || patterns.some((pattern) => patternRegExp(pattern).test(hostname));
 }
+
+/**
+ * Whether a job for this target is meant for the agent: `_any`, `_all`, its hostname, or a label
+ * target at or above one of its labels (`group:web` for `group=web.dev`). The claim's SQL
+ * (`NEW_FOR_AGENT` in src/db/agents.ts) applies the same rule.
+ */
+export function concerns(
+  target: string,
+  agent: { hostname: string; labels: Record<string, string> },
+): boolean {
+  const parsed = parseTarget(target);
+  if (parsed === null) return false;
+  if (parsed.kind === "any" || parsed.kind === "all") return true;
+  if (parsed.kind === "hostname") return parsed.hostname === agent.hostname;
+  const have = agent.labels[parsed.key];
+  return have !== undefined && (have === parsed.value || have.startsWith(`${parsed.value}.`));
+}

@@ -18,6 +18,7 @@ import {
   upsertAgent,
 } from "../db/agents";
 import type { Db } from "../db/session";
+import { agentTtlSeconds, maxDeliveries } from "../domain/agent-settings";
 import { hostnameAllowed } from "../domain/target";
 import { ApiError } from "../errors";
 import { noteWrite } from "../logging";
@@ -41,17 +42,9 @@ import { errorResponses } from "../schemas/error";
 import { announce, claimWaiters, forgetAgent } from "../wakeups";
 import { SECURITY } from "./security";
 
-const DEFAULT_TTL_SECONDS = 60;
-const DEFAULT_MAX_DELIVERIES = 5;
-
-function positiveInt(value: string | undefined, fallback: number): number {
-  const n = Number(value);
-  return Number.isInteger(n) && n > 0 ? n : fallback;
-}
-
 /** An agent's acts at `now` refresh `last_seen` only once it is half a TTL old: idle claims write nothing. */
 function seen(env: Env, now: number) {
-  const ttl = positiveInt(env.AGENT_TTL_SECONDS, DEFAULT_TTL_SECONDS);
+  const ttl = agentTtlSeconds(env);
   return { now: new Date(now).toISOString(), seenBefore: new Date(now - ttl * 500).toISOString() };
 }
 
@@ -309,13 +302,10 @@ export const agents = createRouter()
     });
     if (!row) throw ownedByAnother(hostname);
     forgetAgent(c.executionCtx, c.env, hostname);
-    return c.json(
-      toAgent(row, Date.now(), positiveInt(c.env.AGENT_TTL_SECONDS, DEFAULT_TTL_SECONDS)),
-      200,
-    );
+    return c.json(toAgent(row, Date.now(), agentTtlSeconds(c.env)), 200);
   })
   .openapi(listAgentsRoute, async (c) => {
-    const ttl = positiveInt(c.env.AGENT_TTL_SECONDS, DEFAULT_TTL_SECONDS);
+    const ttl = agentTtlSeconds(c.env);
     const now = Date.now();
     const rows = await listAgents(c.var.db);
     return c.json({ items: rows.map((row) => toAgent(row, now, ttl)) }, 200);
@@ -346,21 +336,19 @@ export const agents = createRouter()
         ...seen(c.env, now),
         leaseExpiresAt: new Date(now + leaseSeconds * 1000).toISOString(),
         limit: body.limit ?? DEFAULT_CLAIM_LIMIT,
-        maxDeliveries: positiveInt(c.env.MAX_DELIVERIES, DEFAULT_MAX_DELIVERIES),
+        maxDeliveries: maxDeliveries(c.env),
       });
       if ("refused" in outcome) throw await agentRefusal(c.var.db, hostname, owner);
       return outcome;
     };
     const wait = (body.wait_seconds ?? 0) * 1000;
+    if (wait === 0) return c.json({ jobs: (await claim()).jobs }, 200);
     const deadline = Date.now() + wait;
     const waiters = claimWaiters(c.env);
     // A long claim whose agent the object knows to be idle waits at once, without a D1 claim.
-    const vouched =
-      wait > 0
-        ? await waiters
-            .resume({ hostname, lineage: owner.lineage, timeoutMs: wait })
-            .catch(() => null)
-        : null;
+    const vouched = await waiters
+      .resume({ hostname, lineage: owner.lineage, timeoutMs: wait })
+      .catch(() => null);
     if (vouched === false) return c.json({ jobs: [] }, 200);
     let outcome = await claim();
     // Nothing due: wait in the Durable Object (no D1 query meanwhile) until work for this agent
@@ -381,8 +369,7 @@ export const agents = createRouter()
       outcome = await claim();
       if (woken === undefined) break;
     }
-    const { jobs } = outcome;
-    return c.json({ jobs }, 200);
+    return c.json({ jobs: outcome.jobs }, 200);
   })
   .openapi(reportJobEvent, async (c) => {
     const { hostname, id } = c.req.valid("param");

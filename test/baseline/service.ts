@@ -1,5 +1,5 @@
 import service from "../../src/index";
-import { ClaimWaiters as Waiters } from "../../src/wakeups";
+import { claimWaiters, ClaimWaiters as Waiters } from "../../src/wakeups";
 import { countingD1, createCounter, type D1Counter } from "../counting-d1";
 import { counted } from "./counted";
 
@@ -9,9 +9,7 @@ const WAITERS_D1 = "/__bench/waiters-d1";
 /** The service as deployed, with its D1 round trips counted the same way as the baseline's. */
 export default counted((request, env, ctx) => {
   if (new URL(request.url).pathname === WAITERS_D1) {
-    const stub = env.CLAIM_WAITERS.get(env.CLAIM_WAITERS.idFromName("fleet")) as unknown as {
-      d1(): Promise<unknown>;
-    };
+    const stub = claimWaiters(env) as unknown as { d1(): Promise<unknown> };
     return stub.d1().then((spent) => Response.json(spent));
   }
   return service.fetch(request, env, ctx);
