@@ -11,7 +11,8 @@ import { concerns } from "./domain/target";
  *   target, `_any` leases freed), with the store revision that made it so: the wake-up in
  *   milliseconds.
  * - While claims wait, the object reads D1's change feed once a second for the whole fleet: jobs
- *   created since it last looked, leases that ran out, and `_any` work nobody has taken. So an
+ *   created since it last looked, jobs whose `not_before` came, leases that ran out, and `_any`
+ *   work nobody has taken. So an
  *   announcement that was lost (a failed call) costs a waiting claim about a second, never a job,
  *   and lease ends need no announcement.
  * - An agent whose wait ran out with nothing for it is known idle as of the revision its claim saw.
@@ -234,7 +235,8 @@ export class ClaimWaiters extends DurableObject<Env> {
         );
         if (!known) this.note(job);
       }
-      for (const target of read.leaseEnds) this.note({ target, revision: read.revision });
+      for (const target of [...read.leaseEnds, ...read.cameDue])
+        this.note({ target, revision: read.revision });
       this.anyBacklog = read.anyBacklog;
       if (read.anyBacklog > 0) this.wakeFor("_any", read.anyBacklog);
     }

@@ -145,6 +145,7 @@ describe("GET /job", () => {
     expect(second.items.map((j) => j.id)).toEqual([made[0]]);
     expect(first.total_items).toBeGreaterThanOrEqual(3);
     expect(Object.keys(first.status_counts).sort()).toEqual([
+      "cancelled",
       "completed",
       "failed",
       "partial_failure",

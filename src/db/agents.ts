@@ -3,6 +3,7 @@ import type { JobStatus } from "../domain/status";
 import { parseTarget } from "../domain/target";
 import type { AgentEventBody, Labels } from "../schemas/agent";
 import type { Operation } from "../schemas/job";
+import { automaticRetries } from "./jobs";
 import { beginWrite, type Condition, CURRENT_REVISION } from "./revision";
 import type { Db } from "./session";
 
@@ -37,7 +38,9 @@ function ownedBy(hostname: string, lineage: string): string {
     AND (owner_lineage_id IS NULL OR owner_lineage_id = ${lineage}))`;
 }
 
-const OPEN = "('acknowledged', 'started')";
+/** A delivery is open (an agent holds the job, or held it until its lease ran out). */
+export const OPEN_STATES = "'acknowledged', 'started'";
+const OPEN = `(${OPEN_STATES})`;
 const FINAL = "('completed', 'failed', 'skipped')";
 const MAX_DEADLINE_SWEEP = 100;
 /**
@@ -143,6 +146,7 @@ export async function findAgentOwner(
 }
 
 const DEREGISTERED = "agent deregistered";
+const CANCELLED = "cancelled";
 
 /**
  * One batch, by the owner or an admin; null when nothing was deleted (no such agent, or another
@@ -192,14 +196,9 @@ export async function deleteAgent(
            AND ${write.applies}`,
       )
       .bind(agent.hostname, agent.now),
-    db
-      .prepare(
-        refreshJobs(
-          "?1",
-          `id IN (SELECT job_id FROM job_agents WHERE revision = ${CURRENT_REVISION}) AND ${write.applies}`,
-        ),
-      )
-      .bind(agent.now),
+    db.prepare(cancelledEventsSql("?1", `${TOUCHED} AND ${write.applies}`)).bind(agent.now),
+    db.prepare(refreshJobs("?1", `${TOUCHED} AND ${write.applies}`)).bind(agent.now),
+    ...automaticRetries(db, { sql: `o.${TOUCHED}`, params: [] }, agent.now, write.applies),
     db
       .prepare(`DELETE FROM agent_labels WHERE hostname = ?1 AND ${write.applies}`)
       .bind(agent.hostname),
@@ -207,7 +206,7 @@ export async function deleteAgent(
     db.prepare(`SELECT ${CURRENT_REVISION} AS revision`),
   ]);
   if ((results[0]?.meta.changes ?? 0) === 0) return null;
-  const revision = (results[8]?.results[0] as { revision: number } | undefined)?.revision ?? 0;
+  const revision = (results.at(-1)?.results[0] as { revision: number } | undefined)?.revision ?? 0;
   return { revision, freedAnyJobs: results[4]?.meta.changes ?? 0 };
 }
 
@@ -215,10 +214,11 @@ export async function deleteAgent(
  * The job's status and the list's summary of the answers, recomputed from the agent rows with the
  * rules of `statusOf` and `summarizeEvents`; the counters follow by trigger.
  */
-function refreshJobs(now: string, where: string): string {
+export function refreshJobs(now: string, where: string): string {
   const answers = `FROM job_agents WHERE job_id = jobs.id AND state IN ${FINAL}`;
   return `UPDATE jobs SET
     status = (SELECT CASE
+        WHEN jobs.cancel_requested = 1 AND COALESCE(SUM(state IN ${OPEN}), 0) = 0 THEN 'cancelled'
         WHEN COUNT(*) = 0 THEN 'unprocessed'
         WHEN SUM(state IN ${OPEN}) > 0 THEN 'processing'
         WHEN SUM(state = 'failed') > 0 AND SUM(state = 'completed') > 0 THEN 'partial_failure'
@@ -243,24 +243,40 @@ function refreshJobs(now: string, where: string): string {
   WHERE ${where}`;
 }
 
+/**
+ * The `cancelled` event of each job `where` selects that was asked to stop, that no agent holds
+ * any more, and that has none yet: the moment it ends `cancelled`.
+ */
+export function cancelledEventsSql(now: string, where: string): string {
+  return `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
+    SELECT id, 'cancelled', '_api', ${now}, ${CURRENT_REVISION}, NULL FROM jobs
+    WHERE ${where} AND cancel_requested = 1
+      AND NOT EXISTS (SELECT 1 FROM job_agents WHERE job_id = jobs.id AND state IN ${OPEN})
+      AND NOT EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = jobs.id AND e.event = 'cancelled')
+    ORDER BY seq`;
+}
+
 // Claim parameters: ?1 hostname, ?2 now, ?3 lease expiry, ?4 limit, ?5 max deliveries.
 
 /** The agent's own due rows (pending, or its lease ran out with deliveries left), oldest first. */
 const OWN_DUE = `SELECT job_id, job_seq AS seq FROM job_agents INDEXED BY job_agents_open
   WHERE hostname = ?1 AND state IN ('pending', 'acknowledged', 'started')
     AND (state = 'pending' OR (lease_expires_at <= ?2 AND delivery < ?5))
+    AND NOT EXISTS (SELECT 1 FROM jobs WHERE id = job_agents.job_id
+      AND (cancel_requested = 1 OR not_before > ?2))
   ORDER BY job_seq LIMIT ?4`;
 
 /** `_any` jobs that nobody holds, nobody finished, and this agent has not lost before. */
 const ANY_DUE = `SELECT id AS job_id, seq FROM jobs j INDEXED BY jobs_any_open
   WHERE target_hostname = '_any' AND status IN ('unprocessed', 'processing')
+    AND cancel_requested = 0 AND (not_before IS NULL OR not_before <= ?2)
     AND NOT EXISTS (SELECT 1 FROM job_agents h WHERE h.job_id = j.id
       AND (h.hostname = ?1 OR (h.state IN ${OPEN} AND (h.lease_expires_at > ?2 OR h.delivery >= ?5))))
   ORDER BY seq LIMIT ?4`;
 
 /** Jobs created since the agent's cursor that are meant for it: its hostname, `_all`, its labels. */
 const NEW_FOR_AGENT = `FROM agents a JOIN jobs j ON j.seq > a.cursor_seq
-  WHERE a.hostname = ?1 AND j.target_hostname <> '_any'
+  WHERE a.hostname = ?1 AND j.target_hostname <> '_any' AND j.cancel_requested = 0
     AND (j.target_hostname IN ('_all', a.hostname) OR EXISTS (
       SELECT 1 FROM agent_labels l WHERE l.hostname = a.hostname
         AND l.key = substr(j.target_hostname, 1, instr(j.target_hostname, ':') - 1)
@@ -268,10 +284,21 @@ const NEW_FOR_AGENT = `FROM agents a JOIN jobs j ON j.seq > a.cursor_seq
           OR substr(l.value, 1, length(j.target_hostname) - instr(j.target_hostname, ':') + 1)
              = substr(j.target_hostname, instr(j.target_hostname, ':') + 1) || '.')))`;
 
-/** Leases that ran out on the last allowed delivery: those rows are failed, not handed out. */
+/** The jobs whose agent rows this batch changed. */
+const TOUCHED = `id IN (SELECT job_id FROM job_agents WHERE revision = ${CURRENT_REVISION})`;
+
+const CANCEL_ASKED =
+  "EXISTS (SELECT 1 FROM jobs WHERE id = job_agents.job_id AND cancel_requested = 1)";
+
+/**
+ * Leases that ran out on the last allowed delivery, or of a job asked to stop: those rows end
+ * (failed, or skipped as cancelled) instead of being handed out again.
+ */
 const EXHAUSTED = `SELECT rowid FROM job_agents INDEXED BY job_agents_lease
-  WHERE state IN ${OPEN} AND lease_expires_at <= ?2 AND delivery >= ?5
+  WHERE state IN ${OPEN} AND lease_expires_at <= ?2 AND (delivery >= ?5 OR ${CANCEL_ASKED})
   ORDER BY lease_expires_at, rowid LIMIT ${MAX_DEADLINE_SWEEP}`;
+const SWEPT_STATE = `CASE WHEN ${CANCEL_ASKED} THEN 'skipped' ELSE 'failed' END`;
+const SWEPT_ERROR = `CASE WHEN ${CANCEL_ASKED} THEN '${CANCELLED}' ELSE 'max deliveries exceeded' END`;
 
 const TAKEN_OVER = `job_id IN (SELECT job_id FROM (${OWN_DUE})) AND hostname <> ?1 AND state IN ${OPEN}
   AND EXISTS (SELECT 1 FROM jobs WHERE id = job_agents.job_id AND target_hostname = '_any')`;
@@ -329,6 +356,7 @@ export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimOutco
     params: params.slice(0, 6),
   });
   const applies = write.applies;
+  const touched = TOUCHED;
   const results = await db.batch([
     write.begin,
     db
@@ -392,25 +420,20 @@ export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimOutco
     db
       .prepare(
         `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
-         SELECT job_id, 'failed', hostname, ?2, ${CURRENT_REVISION}, json_object('error', 'max deliveries exceeded')
+         SELECT job_id, ${SWEPT_STATE}, hostname, ?2, ${CURRENT_REVISION}, json_object('error', ${SWEPT_ERROR})
          FROM job_agents WHERE rowid IN (${EXHAUSTED}) AND ${applies} ORDER BY job_id, hostname`,
       )
       .bind(...due),
     db
       .prepare(
-        `UPDATE job_agents SET state = 'failed', error = 'max deliveries exceeded', finished_at = ?2,
+        `UPDATE job_agents SET state = ${SWEPT_STATE}, error = ${SWEPT_ERROR}, finished_at = ?2,
            lease_token_hash = NULL, revision = ${CURRENT_REVISION}
          WHERE rowid IN (${EXHAUSTED}) AND ${applies}`,
       )
       .bind(...due),
-    db
-      .prepare(
-        refreshJobs(
-          "?1",
-          `id IN (SELECT job_id FROM job_agents WHERE revision = ${CURRENT_REVISION}) AND ${applies}`,
-        ),
-      )
-      .bind(now),
+    db.prepare(cancelledEventsSql("?1", `${touched} AND ${applies}`)).bind(now),
+    db.prepare(refreshJobs("?1", `${touched} AND ${applies}`)).bind(now),
+    ...automaticRetries(db, { sql: `o.${touched}`, params: [] }, now, applies),
     db
       .prepare(
         `SELECT j.id, j.operation, j.target_hostname, ja.delivery, ja.lease_expires_at, ja.lease_token_hash
@@ -426,7 +449,7 @@ export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimOutco
       )
       .bind(h, lineage),
   ]);
-  const agent = results[12]?.results[0] as
+  const agent = results.at(-1)?.results[0] as
     | { owned: number; revision: number; labels: string | null }
     | undefined;
   if (agent?.owned !== 1) return { refused: true };
@@ -435,7 +458,7 @@ export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimOutco
     lease_token_hash: string;
   };
   return {
-    jobs: ((results[11]?.results ?? []) as Row[]).map(({ lease_token_hash, ...row }) => ({
+    jobs: ((results.at(-2)?.results ?? []) as Row[]).map(({ lease_token_hash, ...row }) => ({
       ...row,
       operation: JSON.parse(row.operation) as Operation,
       lease_token: tokenOf.get(lease_token_hash) ?? "",
@@ -450,6 +473,9 @@ export type Delivery = { jobId: string; hostname: string; owner: Actor; tokenHas
 
 /** When the agent acted, and the `last_seen` older than which that is written down. */
 export type Seen = { now: string; seenBefore: string };
+
+/** The job ?1 was not asked to stop. */
+const NOT_CANCELLED = "NOT EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND cancel_requested = 1)";
 
 /** The delivery is open, its token is the one shown and its lease has not run out (at ?5). */
 const DELIVERY_VALID = `EXISTS (SELECT 1 FROM job_agents WHERE job_id = ?1 AND hostname = ?2
@@ -476,7 +502,7 @@ function eventData(body: AgentReport["body"]): string | null {
 export async function reportEvent(db: Db, report: AgentReport): Promise<ReportOutcome | null> {
   const { body } = report;
   const write = beginWrite(db, {
-    sql: `${ownedBy("?2", "?3")} AND ${DELIVERY_VALID} AND (?6 <> 'started' OR NOT EXISTS (
+    sql: `${ownedBy("?2", "?3")} AND ${DELIVERY_VALID} AND ${NOT_CANCELLED} AND (?6 <> 'started' OR NOT EXISTS (
       SELECT 1 FROM job_agents WHERE job_id = ?1 AND hostname = ?2 AND started_delivery = delivery))`,
     params: [
       report.jobId,
@@ -526,8 +552,47 @@ export async function reportEvent(db: Db, report: AgentReport): Promise<ReportOu
         `${refreshJobs("?2", `id = ?1 AND ${write.applies}`)} RETURNING id AS job_id, status, revision`,
       )
       .bind(report.jobId, report.now),
+    ...automaticRetries(db, { sql: "o.id = ?", params: [report.jobId] }, report.now, write.applies),
   ]);
   return (results[4]?.results[0] as ReportOutcome | undefined) ?? null;
+}
+
+/**
+ * One batch, for a delivery of a job asked to stop (its report or lease extension was refused for
+ * that): the delivery ends skipped as cancelled, and the job ends `cancelled` when nobody else
+ * holds it. Null when there was nothing to end (another request ended it first).
+ */
+export async function endCancelledDelivery(
+  db: Db,
+  delivery: Delivery,
+  now: string,
+): Promise<number | null> {
+  const write = beginWrite(db, {
+    sql: `${ownedBy("?2", "?3")} AND NOT ${NOT_CANCELLED} AND EXISTS (SELECT 1 FROM job_agents
+      WHERE job_id = ?1 AND hostname = ?2 AND state IN ${OPEN} AND lease_token_hash = ?4)`,
+    params: [delivery.jobId, delivery.hostname, delivery.owner.lineage, delivery.tokenHash],
+  });
+  const results = await db.batch([
+    write.begin,
+    db
+      .prepare(
+        `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
+         SELECT ?1, 'skipped', ?2, ?3, ${CURRENT_REVISION}, json_object('error', '${CANCELLED}') WHERE ${write.applies}`,
+      )
+      .bind(delivery.jobId, delivery.hostname, now),
+    db
+      .prepare(
+        `UPDATE job_agents SET state = 'skipped', error = '${CANCELLED}', finished_at = ?3,
+           lease_token_hash = NULL, revision = ${CURRENT_REVISION}
+         WHERE job_id = ?1 AND hostname = ?2 AND ${write.applies}`,
+      )
+      .bind(delivery.jobId, delivery.hostname, now),
+    db.prepare(cancelledEventsSql("?2", `id = ?1 AND ${write.applies}`)).bind(delivery.jobId, now),
+    db
+      .prepare(`${refreshJobs("?2", `id = ?1 AND ${write.applies}`)} RETURNING revision`)
+      .bind(delivery.jobId, now),
+  ]);
+  return (results[4]?.results[0] as { revision: number } | undefined)?.revision ?? null;
 }
 
 export type LeaseExtension = Delivery & Seen & { leaseExpiresAt: string };
@@ -547,7 +612,7 @@ export async function extendLease(db: Db, lease: LeaseExtension): Promise<Extend
     lease.now,
     lease.leaseExpiresAt,
   ];
-  const valid = `${ownedBy("?2", "?3")} AND ${DELIVERY_VALID}`;
+  const valid = `${ownedBy("?2", "?3")} AND ${DELIVERY_VALID} AND ${NOT_CANCELLED}`;
   const [, extended] = await db.batch([
     db
       .prepare(
@@ -569,6 +634,8 @@ export type DeliveryRefusal = {
   /** The lineage owning the agent; undefined when no such agent is registered. */
   agentOwner: string | null | undefined;
   jobExists: boolean;
+  /** The job was asked to stop (it may have ended `cancelled` already). */
+  cancelRequested: boolean;
   /** This agent's row: its state, delivery and lease; null when it never had the job. */
   state: string | null;
   delivery: number | null;
@@ -590,6 +657,7 @@ export async function findDeliveryRefusal(db: Db, delivery: Delivery): Promise<D
       `SELECT
          (SELECT json_object('owner', owner_lineage_id) FROM agents WHERE hostname = ?2) AS agent,
          EXISTS (SELECT 1 FROM jobs WHERE id = ?1) AS job_exists,
+         EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND cancel_requested = 1) AS cancel_requested,
          ja.state, ja.delivery, ja.lease_expires_at, ja.started_delivery,
          COALESCE(ja.lease_token_hash = ?3, 0) AS token_current,
          (SELECT json_extract(e.data, '$.delivery') FROM job_events e INDEXED BY job_events_job
@@ -603,6 +671,7 @@ export async function findDeliveryRefusal(db: Db, delivery: Delivery): Promise<D
     .first<{
       agent: string | null;
       job_exists: number;
+      cancel_requested: number;
       state: string | null;
       delivery: number | null;
       lease_expires_at: string | null;
@@ -615,6 +684,7 @@ export async function findDeliveryRefusal(db: Db, delivery: Delivery): Promise<D
   return {
     agentOwner: row?.agent ? (JSON.parse(row.agent) as { owner: string | null }).owner : undefined,
     jobExists: row?.job_exists === 1,
+    cancelRequested: row?.cancel_requested === 1,
     state: row?.state ?? null,
     delivery: row?.delivery ?? null,
     leaseExpiresAt: row?.lease_expires_at ?? null,
@@ -639,6 +709,8 @@ export type Feed = {
   leaseEnds: string[];
   /** `_any` jobs due (unheld) that were already there at the last read: nobody took them. */
   anyBacklog: number;
+  /** The targets of jobs whose `not_before` came since the last read. */
+  cameDue: string[];
 };
 
 const FEED_PAGE = 1000;
@@ -663,9 +735,10 @@ export async function readFeed(db: Db, from: FeedPosition | undefined, now: Date
       jobs: [],
       leaseEnds: [],
       anyBacklog: 0,
+      cameDue: [],
     };
   }
-  const [top, jobs, leases, backlog] = await db.batch<Record<string, unknown>>([
+  const [top, jobs, leases, backlog, due] = await db.batch<Record<string, unknown>>([
     head,
     db
       .prepare(
@@ -684,10 +757,17 @@ export async function readFeed(db: Db, from: FeedPosition | undefined, now: Date
       .prepare(
         `SELECT COUNT(*) AS n FROM jobs j INDEXED BY jobs_any_open
          WHERE target_hostname = '_any' AND status IN ('unprocessed', 'processing') AND seq <= ?1
+           AND cancel_requested = 0 AND (not_before IS NULL OR not_before <= ?2)
            AND NOT EXISTS (SELECT 1 FROM job_agents h WHERE h.job_id = j.id AND h.state IN ${OPEN}
              AND h.lease_expires_at > ?2)`,
       )
       .bind(from.seq, at),
+    db
+      .prepare(
+        `SELECT target_hostname AS target FROM jobs INDEXED BY jobs_waiting
+         WHERE not_before IS NOT NULL AND status = 'unprocessed' AND not_before > ?1 AND not_before <= ?2`,
+      )
+      .bind(from.at, at),
   ]);
   const head0 = top?.results[0] as { seq: number; revision: number } | undefined;
   const created = (jobs?.results ?? []) as { seq: number; target: string; revision: number }[];
@@ -702,6 +782,7 @@ export async function readFeed(db: Db, from: FeedPosition | undefined, now: Date
     jobs: created.map(({ target, revision }) => ({ target, revision })),
     leaseEnds: ((leases?.results ?? []) as { target: string }[]).map((l) => l.target),
     anyBacklog: ((backlog?.results[0] as { n: number } | undefined)?.n ?? 0) as number,
+    cameDue: ((due?.results ?? []) as { target: string }[]).map((d) => d.target),
   };
 }
 

@@ -1,7 +1,14 @@
 import { type EventData, type StoredEvent, summarizeEvents } from "../domain/job-view";
 import { type EventName, JOB_STATUSES, type JobStatus } from "../domain/status";
-import type { Job, JobAccepted, JobSummary, Operation } from "../schemas/job";
-import { targetFound } from "./agents";
+import {
+  type Job,
+  type JobAccepted,
+  type JobSummary,
+  MAX_OPERATION_BYTES,
+  type Operation,
+  type RetryPolicy,
+} from "../schemas/job";
+import { cancelledEventsSql, OPEN_STATES, refreshJobs, targetFound } from "./agents";
 import {
   findStoredResponse,
   type IdempotencyUse,
@@ -27,12 +34,19 @@ type JobRow = {
   changed: number | null;
   error: string | null;
   hostname: string | null;
+  retry_policy: string | null;
+  not_before: string | null;
+  retried_by: "manual" | "automatic" | null;
+  operation_changed: number;
+  cancel_requested: number;
+  retries_exhausted: number;
 };
 
 type EventRow = { event: EventName; hostname: string; created_at: string; data: string | null };
 
-const JOB_COLUMNS =
-  "id, operation, target_hostname, status, created_at, updated_at, revision, retry_of, root_job_id, attempt, result, changed, error, hostname";
+const JOB_COLUMNS = `id, operation, target_hostname, status, created_at, updated_at, revision, retry_of,
+  root_job_id, attempt, result, changed, error, hostname, retry_policy, not_before, retried_by,
+  operation_changed, cancel_requested, retries_exhausted`;
 
 export function toJobSummary(row: JobRow): JobSummary {
   const job: JobSummary = {
@@ -46,6 +60,12 @@ export function toJobSummary(row: JobRow): JobSummary {
     root_job_id: row.root_job_id,
     attempt: row.attempt,
     changed: row.changed === null ? null : row.changed === 1,
+    retry_policy: row.retry_policy === null ? null : (JSON.parse(row.retry_policy) as RetryPolicy),
+    not_before: row.not_before,
+    retried_by: row.retried_by,
+    operation_changed: row.operation_changed === 1,
+    cancel_requested: row.cancel_requested === 1,
+    retries_exhausted: row.retries_exhausted === 1,
   };
   if (row.retry_of !== null) job.retry_of = row.retry_of;
   if (row.result !== null) job.result = JSON.parse(row.result) as unknown;
@@ -112,6 +132,8 @@ export type NewJob = {
   operation: Operation;
   target: string;
   now: string;
+  retryPolicy: RetryPolicy | null;
+  notBefore: string | null;
   idempotency?: IdempotencyUse;
 };
 
@@ -126,11 +148,19 @@ export async function insertJob(db: Db, job: NewJob): Promise<WriteResult<JobAcc
     write.begin,
     db
       .prepare(
-        `INSERT INTO jobs (id, operation, target_hostname, created_at, updated_at, created_revision, revision, root_job_id, attempt)
-         SELECT ?1, ?2, ?3, ?4, ?4, ${CURRENT_REVISION}, ${CURRENT_REVISION}, ?1, 1 WHERE ${write.applies}
+        `INSERT INTO jobs (id, operation, target_hostname, created_at, updated_at, created_revision, revision,
+           root_job_id, attempt, retry_policy, not_before)
+         SELECT ?1, ?2, ?3, ?4, ?4, ${CURRENT_REVISION}, ${CURRENT_REVISION}, ?1, 1, ?5, ?6 WHERE ${write.applies}
          RETURNING ${ACCEPTED_BODY} AS body`,
       )
-      .bind(job.id, JSON.stringify(job.operation), job.target, job.now),
+      .bind(
+        job.id,
+        JSON.stringify(job.operation),
+        job.target,
+        job.now,
+        job.retryPolicy === null ? null : JSON.stringify(job.retryPolicy),
+        job.notBefore,
+      ),
     db
       .prepare(
         `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
@@ -153,53 +183,95 @@ export async function insertJob(db: Db, job: NewJob): Promise<WriteResult<JobAcc
   );
 }
 
+/** What the new job runs: the original's operation, a replacement, or a merge patch of it. */
+export type OperationChange = { operation: Operation } | { patch: Record<string, unknown> } | null;
+
 export type RetryRequest = {
   originalId: string;
   newId: string;
   target: string;
   now: string;
+  change: OperationChange;
+  /** undefined: the original's policy; null: none. */
+  retryPolicy: RetryPolicy | null | undefined;
+  resetAttempts: boolean;
+  notBefore: string | null;
   ifMatch?: number[];
   idempotency?: IdempotencyUse;
 };
 
+/** A valid operation, as `OperationSchema` says, in SQL: what a merge patch must leave. */
+function validOperationSql(op: string): string {
+  return `(json_valid(${op}) AND json_type(${op}) = 'object' AND json_type(${op}, '$.type') = 'text'
+    AND json_extract(${op}, '$.type') <> '' AND length(CAST(${op} AS BLOB)) <= ${MAX_OPERATION_BYTES})`;
+}
+
+/** The merge patch applied to the original's operation, for the error path: why it was refused. */
+export async function patchedOperation(
+  db: Db,
+  id: string,
+  patch: Record<string, unknown>,
+): Promise<unknown> {
+  const row = await db
+    .prepare("SELECT json_patch(operation, ?2) AS op FROM jobs WHERE id = ?1")
+    .bind(id, JSON.stringify(patch))
+    .first<{ op: string | null }>();
+  return row?.op == null ? undefined : JSON.parse(row.op);
+}
+
 /**
- * One batch: the new job copied from the original in SQL, its `submitted` event, and the
- * `retried` event and revision on the original. The guard (the original exists, at the If-Match
- * revision, with an unused Idempotency-Key) is evaluated once inside the transaction, so a retry
- * racing a delete writes everything or nothing.
+ * One batch: the new job copied from the original in SQL (its operation replaced or merge-patched
+ * there, when asked), its `submitted` event, and the `retried` event and revision on the original.
+ * The guard (the original exists, at the If-Match revision, a patch leaves a valid operation, the
+ * Idempotency-Key is unused) is evaluated once inside the transaction, so a retry racing a delete
+ * writes everything or nothing.
  */
 export async function retryJob(db: Db, retry: RetryRequest): Promise<WriteResult<JobAccepted>> {
+  const operation =
+    retry.change && "operation" in retry.change ? JSON.stringify(retry.change.operation) : null;
+  const patch = retry.change && "patch" in retry.change ? JSON.stringify(retry.change.patch) : null;
   const write = beginWrite(
     db,
     jobMatches(retry.originalId, retry.ifMatch),
+    ...(patch === null
+      ? []
+      : [
+          {
+            sql: `EXISTS (SELECT 1 FROM (SELECT json_patch(operation, ?) AS op FROM jobs WHERE id = ?)
+              WHERE ${validOperationSql("op")})`,
+            params: [patch, retry.originalId],
+          },
+        ]),
     targetFound(retry.target),
     ...(retry.idempotency ? [idempotencyUnused(retry.idempotency)] : []),
   );
+  const newOperation = "COALESCE(?5, json_patch(operation, ?6), operation)";
   const results = await db.batch([
     write.begin,
     db
       .prepare(
-        `INSERT INTO jobs (id, operation, target_hostname, created_at, updated_at, created_revision, revision, retry_of, root_job_id, attempt)
-         SELECT ?2, operation, ?3, ?4, ?4, ${CURRENT_REVISION}, ${CURRENT_REVISION}, id, root_job_id, attempt + 1
+        `INSERT INTO jobs (id, operation, target_hostname, created_at, updated_at, created_revision, revision,
+           retry_of, root_job_id, attempt, retry_policy, not_before, retried_by, operation_changed)
+         SELECT ?2, ${newOperation}, ?3, ?4, ?4, ${CURRENT_REVISION}, ${CURRENT_REVISION}, id, root_job_id,
+           CASE WHEN ?9 THEN 1 ELSE attempt + 1 END, CASE WHEN ?7 THEN retry_policy ELSE ?8 END, ?10, 'manual',
+           ${newOperation} <> operation
          FROM jobs WHERE id = ?1 AND ${write.applies}
          RETURNING ${ACCEPTED_BODY} AS body`,
       )
-      .bind(retry.originalId, retry.newId, retry.target, retry.now),
-    db
-      .prepare(
-        `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
-         SELECT id, 'submitted', '_api', created_at, revision,
-                json_object('target_hostname', target_hostname, 'operation_type', json_extract(operation, '$.type'))
-         FROM jobs WHERE id = ?1`,
-      )
-      .bind(retry.newId),
-    db
-      .prepare(
-        `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
-         SELECT retry_of, 'retried', '_api', created_at, revision, json_object('new_job_id', id, 'target_hostname', target_hostname)
-         FROM jobs WHERE id = ?1`,
-      )
-      .bind(retry.newId),
+      .bind(
+        retry.originalId,
+        retry.newId,
+        retry.target,
+        retry.now,
+        operation,
+        patch,
+        retry.retryPolicy === undefined ? 1 : 0,
+        retry.retryPolicy ? JSON.stringify(retry.retryPolicy) : null,
+        retry.resetAttempts ? 1 : 0,
+        retry.notBefore,
+      ),
+    submittedEvents(db, "id = ?1").bind(retry.newId),
+    retriedEvents(db, "id = ?1").bind(retry.newId),
     db
       .prepare(
         `UPDATE jobs SET revision = ${CURRENT_REVISION}, updated_at = ?2 WHERE id = ?1 AND ${write.applies}`,
@@ -217,6 +289,95 @@ export async function retryJob(db: Db, retry: RetryRequest): Promise<WriteResult
     parseBody<JobAccepted>(results[1]?.results[0] as { body: string } | undefined),
     retry.idempotency ? (results[6]?.results[0] as StoredResponse | undefined) : undefined,
   );
+}
+
+/** The `submitted` event of each new job `where` selects. */
+function submittedEvents(db: Db, where: string) {
+  return db.prepare(
+    `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
+     SELECT id, 'submitted', '_api', created_at, revision,
+            json_object('target_hostname', target_hostname, 'operation_type', json_extract(operation, '$.type'),
+              'not_before', not_before)
+     FROM jobs WHERE ${where} ORDER BY seq`,
+  );
+}
+
+/** The `retried` event, on its original, of each new job `where` selects. */
+function retriedEvents(db: Db, where: string) {
+  return db.prepare(
+    `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
+     SELECT retry_of, 'retried', '_api', created_at, revision,
+            json_object('new_job_id', id, 'target_hostname', target_hostname,
+              'automatic', json(CASE retried_by WHEN 'automatic' THEN 'true' ELSE 'false' END),
+              'operation_changed', json(CASE operation_changed WHEN 1 THEN 'true' ELSE 'false' END),
+              'delay_seconds', CASE WHEN not_before IS NOT NULL
+                THEN round((julianday(not_before) - julianday(created_at)) * 86400, 3) END)
+     FROM jobs WHERE ${where} ORDER BY seq`,
+  );
+}
+
+/**
+ * The wait before attempt `attempt` + 1 under the policy `policy` (SQL expressions), in
+ * milliseconds: `delay_seconds` (× 2^(attempt − 1) when exponential), at most `max_delay_seconds`,
+ * and with full jitter drawn uniformly from 0 to that.
+ */
+export function retryDelayMsSql(policy: string, attempt: string): string {
+  const capped = `MIN(json_extract(${policy}, '$.max_delay_seconds') * 1000,
+    json_extract(${policy}, '$.delay_seconds') * 1000
+      * CASE json_extract(${policy}, '$.backoff') WHEN 'exponential' THEN (1 << MIN(MAX(${attempt} - 1, 0), 30)) ELSE 1 END)`;
+  return `(SELECT CASE json_extract(${policy}, '$.jitter') WHEN 'full' THEN abs(random()) % (c + 1) ELSE c END
+    FROM (SELECT ${capped} AS c))`;
+}
+
+/** `base` + `ms` milliseconds, as stored (RFC 3339, UTC, milliseconds). */
+export function plusMsSql(base: string, ms: string): string {
+  return `strftime('%Y-%m-%dT%H:%M:%fZ', ${base}, '+' || (${ms} / 1000.0) || ' seconds')`;
+}
+
+/**
+ * The job `o` ended in a status its policy retries, nobody still holds or waits for it, it was not
+ * cancelled, and no automatic attempt was made from it yet (so racing reports make one).
+ */
+const retryable = () => `o.retry_policy IS NOT NULL AND o.cancel_requested = 0
+  AND o.status IN (SELECT value FROM json_each(o.retry_policy, '$.retry_on'))
+  AND NOT EXISTS (SELECT 1 FROM job_agents WHERE job_id = o.id AND state IN ('pending', ${OPEN_STATES}))
+  AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.retry_of = o.id AND r.retried_by = 'automatic')`;
+
+/**
+ * Statements that make the next attempt of every job `scope` selects (as `o`, with its `?`
+ * parameters) that ended, in this batch, in a status its policy retries and has attempts left,
+ * exactly as a manual retry would (operation, target, lineage, policy), due after the policy's
+ * wait; and that mark the ones with no attempts left `retries_exhausted`. For a batch that has
+ * changed those jobs already (their revision is this batch's) and whose guard is `applies`.
+ */
+export function automaticRetries(
+  db: Db,
+  scope: { sql: string; params: unknown[] },
+  now: string,
+  applies: string,
+): D1PreparedStatement[] {
+  const changed = `${scope.sql} AND o.revision = ${CURRENT_REVISION} AND ${applies} AND ${retryable()}`;
+  const maxAttempts = "json_extract(o.retry_policy, '$.max_attempts')";
+  const created = `seq > ${SEQ_MARK} AND retried_by = 'automatic' AND ${applies}`;
+  return [
+    db
+      .prepare(
+        `INSERT INTO jobs (id, operation, target_hostname, created_at, updated_at, created_revision, revision,
+           retry_of, root_job_id, attempt, retry_policy, not_before, retried_by)
+         SELECT ${NEW_UUID}, o.operation, o.target_hostname, ?, ?, ${CURRENT_REVISION}, ${CURRENT_REVISION},
+           o.id, o.root_job_id, o.attempt + 1, o.retry_policy,
+           ${plusMsSql("?", retryDelayMsSql("o.retry_policy", "o.attempt"))}, 'automatic'
+         FROM jobs o WHERE ${changed} AND o.attempt < ${maxAttempts} ORDER BY o.seq`,
+      )
+      .bind(now, now, now, ...scope.params),
+    submittedEvents(db, created),
+    retriedEvents(db, created),
+    db
+      .prepare(
+        `UPDATE jobs AS o SET retries_exhausted = 1 WHERE ${changed} AND o.attempt >= ${maxAttempts}`,
+      )
+      .bind(...scope.params),
+  ];
 }
 
 export type BulkRetrySource = { ids: string[] } | { status: JobStatus; limit: number };
@@ -287,8 +448,8 @@ export async function retryJobs(
     ...(request.idempotency ? [idempotencyUnused(request.idempotency)] : []),
   );
   const columns =
-    "id, operation, target_hostname, created_at, updated_at, created_revision, revision, retry_of, root_job_id, attempt";
-  const copy = `SELECT ${NEW_UUID}, o.operation, ?2, ?3, ?3, ${CURRENT_REVISION}, ${CURRENT_REVISION}, o.id, o.root_job_id, o.attempt + 1`;
+    "id, operation, target_hostname, created_at, updated_at, created_revision, revision, retry_of, root_job_id, attempt, retry_policy, retried_by";
+  const copy = `SELECT ${NEW_UUID}, o.operation, ?2, ?3, ?3, ${CURRENT_REVISION}, ${CURRENT_REVISION}, o.id, o.root_job_id, o.attempt + 1, o.retry_policy, 'manual'`;
   const insert =
     "ids" in source
       ? db
@@ -308,17 +469,8 @@ export async function retryJobs(
   const results = await db.batch([
     write.begin,
     insert,
-    db.prepare(
-      `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
-       SELECT id, 'submitted', '_api', created_at, revision,
-              json_object('target_hostname', target_hostname, 'operation_type', json_extract(operation, '$.type'))
-       ${created} ORDER BY seq`,
-    ),
-    db.prepare(
-      `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
-       SELECT retry_of, 'retried', '_api', created_at, revision, json_object('new_job_id', id, 'target_hostname', target_hostname)
-       ${created} ORDER BY seq`,
-    ),
+    submittedEvents(db, `seq > ${SEQ_MARK} AND ${write.applies}`),
+    retriedEvents(db, `seq > ${SEQ_MARK} AND ${write.applies}`),
     db
       .prepare(
         `UPDATE jobs SET revision = ${CURRENT_REVISION}, updated_at = ?1
@@ -369,6 +521,146 @@ export async function previewRetryJobs(db: Db, source: BulkRetrySource): Promise
     dry_run: true,
     results: JSON.parse(row?.results ?? "[]") as BulkRetryResult[],
   };
+}
+
+export type CancelOutcome =
+  | "cancelled"
+  | "cancel_requested"
+  | "would_cancel"
+  | "would_request_cancel"
+  | "finished"
+  | "not_found";
+
+export type CancelResult = { job_id: string; outcome: CancelOutcome; error: string | null };
+export type CancelBody = { revision: number | null; dry_run: boolean; results: CancelResult[] };
+
+const CANCELLED_ERROR = "cancelled";
+
+/** Per job asked for (`want`, from json_each), what a cancel did or would do, as JSON. */
+function cancelResultsSql(doneHere: string, dryRun: boolean): string {
+  const held = `EXISTS (SELECT 1 FROM job_agents WHERE job_id = j.id AND state IN (${OPEN_STATES}) AND lease_expires_at > ?2)`;
+  const outcome = `CASE
+    WHEN j.id IS NULL THEN 'not_found'
+    WHEN ${doneHere} THEN CASE WHEN j.status = 'cancelled' THEN 'cancelled' ELSE 'cancel_requested' END
+    WHEN j.status NOT IN ('unprocessed', 'processing') THEN 'finished'
+    WHEN j.cancel_requested = 1 THEN 'cancel_requested'
+    ${dryRun ? `WHEN ${held} THEN 'would_request_cancel' ELSE 'would_cancel'` : "ELSE 'finished'"} END`;
+  const error = `CASE
+    WHEN j.id IS NULL THEN 'job not found'
+    WHEN ${doneHere} THEN NULL
+    WHEN j.status NOT IN ('unprocessed', 'processing') THEN 'job is ' || j.status
+    WHEN j.cancel_requested = 1 THEN 'cancel already requested' END`;
+  return `SELECT json_group_array(json_object('job_id', want.value, 'outcome', ${outcome}, 'error', ${error}))
+    AS results FROM json_each(?1) AS want LEFT JOIN jobs j ON j.id = want.value`;
+}
+
+/**
+ * Cancels the jobs named (at most 100), in one batch and one revision; what a job is asked must
+ * still hold inside the transaction: it exists (at the If-Match revision), is unprocessed or
+ * processing, and was not asked to stop before. A job no agent holds ends `cancelled` now (its
+ * pending rows go, its lapsed deliveries are skipped); a job an agent holds is marked
+ * `cancel_requested` and gets no more deliveries: the holder's next report or lease extension, or
+ * its lease running out, ends it. The results say, per job, what happened.
+ */
+export async function cancelJobs(
+  db: Db,
+  request: { ids: string[]; now: string; ifMatch?: number[] },
+): Promise<CancelBody> {
+  const ids = JSON.stringify(request.ids);
+  const write = beginWrite(
+    db,
+    ...(request.ifMatch && request.ids[0] !== undefined
+      ? [jobMatches(request.ids[0], request.ifMatch)]
+      : []),
+    {
+      sql: `EXISTS (SELECT 1 FROM jobs WHERE id IN (SELECT value FROM json_each(?))
+        AND status IN ('unprocessed', 'processing') AND cancel_requested = 0)`,
+      params: [ids],
+    },
+  );
+  const mine = `id IN (SELECT value FROM json_each(?1)) AND revision = ${CURRENT_REVISION} AND ${write.applies}`;
+  const rowsOf = `job_id IN (SELECT id FROM jobs WHERE ${mine})`;
+  const lapsed = `${rowsOf} AND state IN (${OPEN_STATES}) AND lease_expires_at <= ?2`;
+  const results = await db.batch([
+    write.begin,
+    db
+      .prepare(
+        `UPDATE jobs SET cancel_requested = 1, revision = ${CURRENT_REVISION}, updated_at = ?2
+         WHERE id IN (SELECT value FROM json_each(?1)) AND status IN ('unprocessed', 'processing')
+           AND cancel_requested = 0 AND ${write.applies}`,
+      )
+      .bind(ids, request.now),
+    db.prepare(`DELETE FROM job_agents WHERE ${rowsOf} AND state = 'pending'`).bind(ids),
+    db
+      .prepare(
+        `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
+         SELECT job_id, 'skipped', hostname, ?2, ${CURRENT_REVISION}, json_object('error', '${CANCELLED_ERROR}')
+         FROM job_agents WHERE ${lapsed} ORDER BY job_seq, hostname`,
+      )
+      .bind(ids, request.now),
+    db
+      .prepare(
+        `UPDATE job_agents SET state = 'skipped', error = '${CANCELLED_ERROR}', finished_at = ?2,
+           lease_token_hash = NULL, revision = ${CURRENT_REVISION}
+         WHERE ${lapsed}`,
+      )
+      .bind(ids, request.now),
+    db
+      .prepare(
+        `INSERT INTO job_events (job_id, event, hostname, created_at, revision, data)
+         SELECT id, 'cancel_requested', '_api', ?2, ${CURRENT_REVISION}, NULL FROM jobs
+         WHERE ${mine} AND EXISTS (SELECT 1 FROM job_agents WHERE job_id = jobs.id AND state IN (${OPEN_STATES}))
+         ORDER BY seq`,
+      )
+      .bind(ids, request.now),
+    db.prepare(cancelledEventsSql("?2", mine)).bind(ids, request.now),
+    db.prepare(refreshJobs("?2", mine)).bind(ids, request.now),
+    db
+      .prepare(
+        `SELECT CASE WHEN ${write.applies} THEN ${CURRENT_REVISION} END AS revision,
+           (${cancelResultsSql(`(j.revision = ${CURRENT_REVISION} AND j.cancel_requested = 1 AND ${write.applies})`, false)}) AS results`,
+      )
+      .bind(ids, request.now),
+  ]);
+  const row = results[8]?.results[0] as { revision: number | null; results: string } | undefined;
+  return {
+    revision: row?.revision ?? null,
+    dry_run: false,
+    results: JSON.parse(row?.results ?? "[]") as CancelResult[],
+  };
+}
+
+/** What cancelling the jobs named would do, writing nothing. */
+export async function previewCancelJobs(db: Db, ids: string[], now: string): Promise<CancelBody> {
+  const row = await db
+    .prepare(cancelResultsSql("0", true))
+    .bind(JSON.stringify(ids), now)
+    .first<{ results: string }>();
+  return {
+    revision: null,
+    dry_run: true,
+    results: JSON.parse(row?.results ?? "[]") as CancelResult[],
+  };
+}
+
+/** The oldest jobs in a status, at most `limit`: what a bulk request by status acts on. */
+export async function oldestJobIds(db: Db, status: JobStatus, limit: number): Promise<string[]> {
+  const { results } = await db
+    .prepare("SELECT id FROM jobs WHERE status = ?1 ORDER BY seq LIMIT ?2")
+    .bind(status, limit)
+    .all<{ id: string }>();
+  return results.map((r) => r.id);
+}
+
+/** What the error path of a single cancel needs: the job's revision, status and whether asked. */
+export async function findCancelState(
+  db: Db,
+  id: string,
+): Promise<{ revision: number; status: JobStatus; cancel_requested: number } | null> {
+  return db
+    .prepare("SELECT revision, status, cancel_requested FROM jobs WHERE id = ?1")
+    .bind(id)
+    .first();
 }
 
 /** The job's current revision, or null when there is no such job: tells 404 from 412. */
@@ -466,62 +758,108 @@ export type ListQuery = {
   status?: JobStatus | undefined;
   retry_of?: string | undefined;
   root_job_id?: string | undefined;
+  /** false: only jobs waiting for their `not_before`; true: only jobs not waiting. */
+  due?: boolean | undefined;
+  retries_exhausted?: boolean | undefined;
   limit: number;
   offset: number;
   /** Only jobs before this `seq` (a previous page's `next_cursor`). */
   cursor?: string | undefined;
 };
 
+/** Jobs waiting for their time, as the partial index jobs_waiting holds them (?1: now). */
+const WAITING = "not_before IS NOT NULL AND status = 'unprocessed' AND not_before > ?1";
+const EXHAUSTED = "retries_exhausted = 1";
+
 /**
- * A page of jobs, newest first; one round trip. Counts come from the counters table, except
- * within a retry chain, which is counted through its own index (its size, not the table's).
+ * A page of jobs, newest first; one round trip. Counts come from the counters table, from a
+ * partial index (jobs waiting, dead letters: their number, not the table's), or within a retry
+ * chain through its own index; a negative filter is counted as the counter less its complement.
  */
-export async function listJobs(db: Db, query: ListQuery): Promise<JobPage> {
-  const params: unknown[] = [query.limit, query.offset];
+export async function listJobs(db: Db, query: ListQuery, now: string): Promise<JobPage> {
+  const params: unknown[] = [now];
   const where: string[] = [];
+  const bind = (sql: string, value: unknown) => {
+    params.push(value);
+    where.push(sql.replace("?", `?${params.length}`));
+  };
   let index = query.status ? "INDEXED BY jobs_status_seq" : "";
   if (query.root_job_id !== undefined) {
-    params.push(query.root_job_id);
-    where.push(`root_job_id = ?${params.length}`);
+    bind("root_job_id = ?", query.root_job_id);
     index = "INDEXED BY jobs_root_seq";
   }
   if (query.retry_of !== undefined) {
-    params.push(query.retry_of);
-    where.push(`retry_of = ?${params.length}`);
+    bind("retry_of = ?", query.retry_of);
     index = "INDEXED BY jobs_retry_of_seq";
   }
-  if (query.status) {
-    params.push(query.status);
-    where.push(`status = ?${params.length}`);
-  }
-  const clause = where.length > 0 ? `WHERE ${where.join(" AND ")}` : "";
+  if (query.status) bind("status = ?", query.status);
   const lineage = query.retry_of !== undefined || query.root_job_id !== undefined;
+  if (query.due === false) {
+    where.push(WAITING);
+    if (!lineage) index = "INDEXED BY jobs_waiting";
+  }
+  if (query.due === true) where.push(`NOT (${WAITING})`);
+  if (query.retries_exhausted === true) {
+    where.push(EXHAUSTED);
+    if (!lineage && query.due !== false) index = "INDEXED BY jobs_exhausted_seq";
+  }
+  if (query.retries_exhausted === false) where.push(`NOT (${EXHAUSTED})`);
+  const clause = where.length > 0 ? `WHERE ${where.join(" AND ")}` : "";
+  // Counted directly when the matching jobs are found through an index of their own.
+  const counted = lineage || query.due === false || query.retries_exhausted === true;
   const filterParams = [...params];
   const page = [...where];
   if (query.cursor !== undefined) {
     params.push(Number(query.cursor));
     page.push(`seq < ?${params.length}`);
   }
+  params.push(query.limit, query.offset);
   const pageClause = page.length > 0 ? `WHERE ${page.join(" AND ")}` : "";
+  // A negative filter's complement, counted through its partial index.
+  const ofStatus = (n: number) => (query.status ? ` AND status = ?${n}` : "");
+  const statusParam = query.status ? [query.status] : [];
+  const complement = [
+    ...(query.due === true
+      ? [
+          db
+            .prepare(
+              `SELECT COUNT(*) AS n FROM jobs INDEXED BY jobs_waiting WHERE ${WAITING}${ofStatus(2)}`,
+            )
+            .bind(now, ...statusParam),
+        ]
+      : []),
+    ...(query.retries_exhausted === false
+      ? [
+          db
+            .prepare(
+              `SELECT COUNT(*) AS n FROM jobs INDEXED BY jobs_exhausted_seq WHERE ${EXHAUSTED}${ofStatus(1)}`,
+            )
+            .bind(...statusParam),
+        ]
+      : []),
+  ];
   const results = await db.batch([
     db.prepare("SELECT status, n FROM job_counts"),
     db
       .prepare(
-        `SELECT seq, ${JOB_COLUMNS} FROM jobs ${index} ${pageClause} ORDER BY seq DESC LIMIT ?1 OFFSET ?2`,
+        `SELECT seq, ${JOB_COLUMNS} FROM jobs ${index} ${pageClause}
+         ORDER BY seq DESC LIMIT ?${params.length - 1} OFFSET ?${params.length}`,
       )
       .bind(...params),
-    ...(lineage
+    ...(counted
       ? [db.prepare(`SELECT COUNT(*) AS n FROM jobs ${index} ${clause}`).bind(...filterParams)]
-      : []),
+      : complement),
   ]);
   const status_counts = Object.fromEntries(JOB_STATUSES.map((s) => [s, 0])) as StatusCounts;
   for (const row of (results[0]?.results ?? []) as { status: JobStatus; n: number }[])
     status_counts[row.status] = row.n;
-  const total_items = lineage
-    ? ((results[2]?.results[0] as { n: number } | undefined)?.n ?? 0)
-    : query.status
-      ? status_counts[query.status]
-      : Object.values(status_counts).reduce((sum, n) => sum + n, 0);
+  const countOf = (i: number) => (results[i]?.results[0] as { n: number } | undefined)?.n ?? 0;
+  const base = query.status
+    ? status_counts[query.status]
+    : Object.values(status_counts).reduce((sum, n) => sum + n, 0);
+  const total_items = counted
+    ? countOf(2)
+    : base - complement.reduce((sum, _, i) => sum + countOf(2 + i), 0);
   const rows = (results[1]?.results ?? []) as (JobRow & { seq: number })[];
   const last = rows.length === query.limit ? rows.at(-1) : undefined;
   return {

@@ -1,10 +1,10 @@
 import {
   type AgentEventName,
   agentStates,
+  deriveStatus,
   type EventName,
   isAgentEvent,
   type JobStatus,
-  statusOf,
 } from "./status";
 
 export type EventData = Record<string, unknown>;
@@ -74,8 +74,14 @@ export function timelineMessage(
       return `Job skipped on ${hostname}`;
     case "retried": {
       const newJob = text(data, "new_job_id");
-      return newJob ? `Job retried as ${newJob}` : "Job retried";
+      const how = data?.automatic === true ? "Job retried automatically" : "Job retried";
+      const delay = typeof data?.delay_seconds === "number" ? ` after ${data.delay_seconds}s` : "";
+      return newJob ? `${how} as ${newJob}${delay}` : how;
     }
+    case "cancel_requested":
+      return "Cancel requested; waiting for the agents holding the job";
+    case "cancelled":
+      return "Job cancelled";
   }
 }
 
@@ -98,7 +104,7 @@ function byTime(a: StoredEvent, b: StoredEvent): number {
 export function summarizeEvents(stored: readonly StoredEvent[]): EventSummary {
   const events = [...stored].sort(byTime);
   const states = agentStates(events);
-  const status = statusOf(states.values());
+  const status = deriveStatus(events);
 
   const firstStart = new Map<string, number>();
   const lastEnd = new Map<string, number>();

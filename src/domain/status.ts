@@ -5,6 +5,7 @@ export const JOB_STATUSES = [
   "failed",
   "partial_failure",
   "skipped",
+  "cancelled",
 ] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 
@@ -16,13 +17,29 @@ export const EVENT_NAMES = [
   "failed",
   "skipped",
   "retried",
+  "cancel_requested",
+  "cancelled",
 ] as const;
 export type EventName = (typeof EVENT_NAMES)[number];
 
 export type AgentEventName = "acknowledged" | "started" | "completed" | "failed" | "skipped";
 
 /** Events the API writes itself; they never move a job's status. */
-const API_EVENTS: ReadonlySet<EventName> = new Set(["submitted", "retried"]);
+const API_EVENTS: ReadonlySet<EventName> = new Set([
+  "submitted",
+  "retried",
+  "cancel_requested",
+  "cancelled",
+]);
+
+/** Statuses a job does not leave (a retry is a new job). */
+export const FINAL_STATUSES: ReadonlySet<JobStatus> = new Set([
+  "completed",
+  "failed",
+  "partial_failure",
+  "skipped",
+  "cancelled",
+]);
 
 const PRIORITY: Record<AgentEventName, number> = {
   acknowledged: 1,
@@ -67,6 +84,9 @@ export function statusOf(states: Iterable<AgentEventName>): JobStatus {
   return "completed";
 }
 
+/** A `cancelled` event ends the job whatever its agents said; otherwise the status rules. */
 export function deriveStatus(events: Iterable<{ event: EventName; hostname: string }>): JobStatus {
-  return statusOf(agentStates(events).values());
+  const list = [...events];
+  if (list.some((e) => e.event === "cancelled")) return "cancelled";
+  return statusOf(agentStates(list).values());
 }

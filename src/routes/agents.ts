@@ -10,6 +10,7 @@ import {
   claimJobs,
   type Delivery,
   deleteAgent,
+  endCancelledDelivery,
   extendLease,
   findAgentOwner,
   findDeliveryRefusal,
@@ -119,6 +120,10 @@ async function deliveryRefusal(
   if (r.agentOwner !== null && r.agentOwner !== delivery.owner.lineage)
     return ownedByAnother(hostname);
   if (!r.jobExists) return new ApiError(404, `job not found: ${id}`);
+  if (r.cancelRequested && (r.tokenCurrent || r.tokenDelivery !== null)) {
+    if (r.tokenCurrent) await endCancelledDelivery(db, delivery, request.now);
+    return new ApiError(409, "cancelled", `job ${id} was cancelled: stop working on it`);
+  }
   if (r.tokenCurrent) {
     if (r.leaseExpiresAt !== null && r.leaseExpiresAt <= request.now)
       return new ApiError(

@@ -4,11 +4,17 @@ import { requireScope } from "../auth/middleware";
 import { isTargetFound } from "../db/agents";
 import {
   type BulkRetryBody,
+  cancelJobs,
   deleteJob,
+  findCancelState,
   findJob,
   findJobRevision,
   insertJob,
   listJobs,
+  type OperationChange,
+  oldestJobIds,
+  patchedOperation,
+  previewCancelJobs,
   previewRetryJobs,
   retryJob,
   retryJobs,
@@ -20,8 +26,11 @@ import { noteWrite } from "../logging";
 import { etagOf, ifMatchRevisions, noneMatchHits } from "../preconditions";
 import { errorResponses } from "../schemas/error";
 import {
+  BulkCancelBodySchema,
+  BulkCancelResultSchema,
   BulkRetryBodySchema,
   BulkRetryResultSchema,
+  CancelResultSchema,
   CreateJobBodySchema,
   type JobAccepted,
   JobAcceptedSchema,
@@ -29,7 +38,9 @@ import {
   JobListSchema,
   JobSchema,
   ListJobsQuerySchema,
+  OperationSchema,
   RetryJobBodySchema,
+  scheduledTime,
 } from "../schemas/job";
 import { announce } from "../wakeups";
 import { SECURITY } from "./security";
@@ -79,20 +90,46 @@ function targetNotFound(target: string) {
 
 const targetsAnAgent = (target: string) => target !== "_any" && target !== "_all";
 
-/** 404, 400 (target) or 412, for a write whose guard refused it: one more read to say which. */
-async function refusal(
-  db: Parameters<typeof findJobRevision>[0],
-  id: string,
-  ifMatch?: number[],
-  target?: string,
-): Promise<ApiError> {
-  const revision = await findJobRevision(db, id);
-  if (revision === null) return notFound(id);
-  if (target !== undefined && targetsAnAgent(target) && (!ifMatch || ifMatch.includes(revision)))
-    return targetNotFound(target);
+type Db = Parameters<typeof findJobRevision>[0];
+
+function preconditionFailed(id: string, revision: number) {
   return new ApiError(412, "precondition failed", `job ${id} is at ${etagOf(revision)}`, {
     ETag: etagOf(revision),
   });
+}
+
+/**
+ * 404, 412, 400 (a merge patch that leaves no valid operation) or 400 (target), for a write whose
+ * guard refused it: one or two more reads to say which.
+ */
+async function refusal(
+  db: Db,
+  id: string,
+  ifMatch?: number[],
+  target?: string,
+  change?: OperationChange,
+): Promise<ApiError> {
+  const revision = await findJobRevision(db, id);
+  if (revision === null) return notFound(id);
+  if (ifMatch && !ifMatch.includes(revision)) return preconditionFailed(id, revision);
+  if (change && "patch" in change) {
+    const parsed = OperationSchema.safeParse(await patchedOperation(db, id, change.patch));
+    if (!parsed.success)
+      return new ApiError(
+        400,
+        "operation_patch leaves an invalid operation",
+        parsed.error.issues
+          .map((i) => `${i.path.join(".") || "operation"}: ${i.message}`)
+          .join("; "),
+      );
+  }
+  if (target !== undefined && targetsAnAgent(target)) return targetNotFound(target);
+  return preconditionFailed(id, revision);
+}
+
+/** Announce a new job to waiting agents now, unless it is not due yet (the waiters' feed will). */
+function dueNow(notBefore: string | null, now: Date): boolean {
+  return notBefore === null || Date.parse(notBefore) <= now.getTime();
 }
 
 export const createJob = createRoute({
@@ -232,15 +269,65 @@ export const retryJobsRoute = createRoute({
   },
 });
 
+export const cancelJobRoute = createRoute({
+  method: "post",
+  path: "/job/{id}/cancel",
+  operationId: "cancelJob",
+  tags: ["jobs"],
+  summary: "Cancel a job",
+  description:
+    "A job no agent holds (not handed out yet, or not due yet) ends `cancelled` now: 200. A job an agent holds is marked `cancel_requested` and handed out no more: 202; the holder's next report or lease extension is answered 409 `cancelled` and the job ends `cancelled` (so does a lease that runs out). Cancelling an attempt stops its chain: a cancelled job is never retried automatically. A finished job is 409. One transaction, one revision.",
+  security: SECURITY,
+  middleware: [requireScope("job:write")] as const,
+  request: { params: JobIdParamsSchema, headers: z.object(IfMatchHeader) },
+  responses: {
+    200: {
+      description: "Cancelled",
+      content: { "application/json": { schema: CancelResultSchema } },
+    },
+    202: {
+      description: "An agent holds the job: cancel requested",
+      content: { "application/json": { schema: CancelResultSchema } },
+    },
+    ...errorResponses(400, 401, 403, 404, 409, 412, 429, 500, 503),
+  },
+});
+
+export const cancelJobsRoute = createRoute({
+  method: "post",
+  path: "/job/cancel",
+  operationId: "cancelJobs",
+  tags: ["jobs"],
+  summary: "Cancel many jobs",
+  description:
+    "Cancels up to 100 jobs, named by `job_ids` or chosen as the oldest jobs in a `status`, in one transaction and one revision, each as `POST /job/{id}/cancel` would. Each job gets a result. `dry_run` writes nothing and says what would happen.",
+  security: SECURITY,
+  middleware: [requireScope("job:write")] as const,
+  request: {
+    body: jsonBody(BulkCancelBodySchema, "Which jobs to cancel"),
+  },
+  responses: {
+    200: {
+      description: "A result per job",
+      content: { "application/json": { schema: BulkCancelResultSchema } },
+    },
+    ...errorResponses(400, 401, 403, 413, 415, 429, 500, 503),
+  },
+});
+
 export const jobs = createRouter()
   .openapi(createJob, async (c) => {
     const body = c.req.valid("json");
     const idempotency = await idempotencyOf(c, "POST /job", "/job", body);
+    const now = new Date();
+    const notBefore = scheduledTime(body, now);
     const result = await insertJob(c.var.db, {
       id: crypto.randomUUID(),
       operation: body.operation,
       target: body.target_hostname ?? "_any",
-      now: new Date().toISOString(),
+      now: now.toISOString(),
+      retryPolicy: body.retry_policy ?? null,
+      notBefore,
       idempotency,
     });
     if (result.kind === "replayed" && idempotency) {
@@ -252,11 +339,14 @@ export const jobs = createRouter()
     if (result.kind === "refused") throw targetNotFound(target);
     const job = written(result);
     noteWrite(c, job);
-    announce(c.executionCtx, c.env, [{ target, revision: job.revision }]);
+    if (dueNow(notBefore, now))
+      announce(c.executionCtx, c.env, [{ target, revision: job.revision }]);
     c.header("Location", `/job/${job.job_id}`);
     return c.json(job, 201);
   })
-  .openapi(listJobsRoute, async (c) => c.json(await listJobs(c.var.db, c.req.valid("query")), 200))
+  .openapi(listJobsRoute, async (c) =>
+    c.json(await listJobs(c.var.db, c.req.valid("query"), new Date().toISOString()), 200),
+  )
   .openapi(retryJobsRoute, async (c) => {
     const body = c.req.valid("json");
     const source = body.job_ids
@@ -289,6 +379,71 @@ export const jobs = createRouter()
       announce(c.executionCtx, c.env, [{ target, revision: retried.revision, count }]);
     return c.json(retried, 200);
   })
+  .openapi(cancelJobsRoute, async (c) => {
+    const body = c.req.valid("json");
+    const now = new Date().toISOString();
+    const ids =
+      body.job_ids ??
+      (await oldestJobIds(c.var.db, body.status ?? "unprocessed", body.limit ?? 100));
+    if (body.dry_run) return c.json(await previewCancelJobs(c.var.db, ids, now), 200);
+    const cancelled =
+      ids.length > 0
+        ? await cancelJobs(c.var.db, { ids, now })
+        : { revision: null, dry_run: false, results: [] };
+    noteWrite(c, { revision: cancelled.revision });
+    return c.json(cancelled, 200);
+  })
+  .openapi(cancelJobRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    const ifMatch = ifMatchRevisions(c.req.header("If-Match"));
+    const done = await cancelJobs(c.var.db, { ids: [id], now: new Date().toISOString(), ifMatch });
+    const result = done.results[0];
+    if (
+      done.revision !== null &&
+      result &&
+      (result.outcome === "cancelled" || result.outcome === "cancel_requested")
+    ) {
+      noteWrite(c, { job_id: id, revision: done.revision });
+      const cancelled = result.outcome === "cancelled";
+      return cancelled
+        ? c.json(
+            {
+              job_id: id,
+              status: "cancelled" as const,
+              outcome: "cancelled" as const,
+              revision: done.revision,
+            },
+            200,
+          )
+        : c.json(
+            {
+              job_id: id,
+              status: "processing" as const,
+              outcome: "cancel_requested" as const,
+              revision: done.revision,
+            },
+            202,
+          );
+    }
+    const state = await findCancelState(c.var.db, id);
+    if (state === null) throw notFound(id);
+    if (ifMatch && !ifMatch.includes(state.revision)) throw preconditionFailed(id, state.revision);
+    if (state.cancel_requested === 1 && state.status === "processing")
+      return c.json(
+        {
+          job_id: id,
+          status: "processing" as const,
+          outcome: "cancel_requested" as const,
+          revision: state.revision,
+        },
+        202,
+      );
+    throw new ApiError(
+      409,
+      `job is already ${state.status}`,
+      `job ${id} has finished; retry it instead`,
+    );
+  })
   .openapi(getJob, async (c) => {
     const { id } = c.req.valid("param");
     const job = await findJob(c.var.db, id);
@@ -310,11 +465,22 @@ export const jobs = createRouter()
     const idempotency = await idempotencyOf(c, "POST /job/{id}/retry", id, body);
     const target = body.target_hostname ?? "_any";
     const ifMatch = ifMatchRevisions(c.req.header("If-Match"));
+    const now = new Date();
+    const notBefore = scheduledTime(body, now);
+    const change: OperationChange = body.operation
+      ? { operation: body.operation }
+      : body.operation_patch
+        ? { patch: body.operation_patch }
+        : null;
     const result = await retryJob(c.var.db, {
       originalId: id,
       newId: crypto.randomUUID(),
       target,
-      now: new Date().toISOString(),
+      now: now.toISOString(),
+      change,
+      retryPolicy: body.retry_policy,
+      resetAttempts: body.reset_attempts ?? false,
+      notBefore,
       ifMatch,
       idempotency,
     });
@@ -323,10 +489,11 @@ export const jobs = createRouter()
       noteWrite(c, stored);
       return c.json(stored, 201, headers);
     }
-    if (result.kind === "refused") throw await refusal(c.var.db, id, ifMatch, target);
+    if (result.kind === "refused") throw await refusal(c.var.db, id, ifMatch, target, change);
     const job = written(result);
     noteWrite(c, job);
-    announce(c.executionCtx, c.env, [{ target, revision: job.revision }]);
+    if (dueNow(notBefore, now))
+      announce(c.executionCtx, c.env, [{ target, revision: job.revision }]);
     c.header("Location", `/job/${job.job_id}`);
     return c.json(job, 201);
   });

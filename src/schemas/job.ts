@@ -62,19 +62,160 @@ export const OperationSchema = z
     example: { type: "node.hostname.get", data: {} },
   });
 
+export const RETRY_DEFAULTS = {
+  max_attempts: 3,
+  backoff: "exponential",
+  delay_seconds: 10,
+  max_delay_seconds: 3600,
+  jitter: "full",
+  retry_on: ["failed"],
+} as const;
+export const MAX_RETRY_DELAY_SECONDS = 7 * 24 * 3600;
+/** How far ahead a job may be scheduled. */
+export const MAX_SCHEDULE_SECONDS = 30 * 24 * 3600;
+
+const RetryOnSchema = z
+  .array(z.enum(["failed", "partial_failure"]))
+  .min(1)
+  .max(2)
+  .refine((on) => new Set(on).size === on.length, { message: "must not repeat a status" });
+
+export const RetryPolicySchema = z
+  .strictObject({
+    max_attempts: z.number().int().min(1).max(20).default(RETRY_DEFAULTS.max_attempts).openapi({
+      description: "Attempts in all, counting the first: 1–20",
+    }),
+    backoff: z.enum(["fixed", "exponential"]).default(RETRY_DEFAULTS.backoff).openapi({
+      description:
+        "`fixed`: every wait is `delay_seconds`; `exponential`: `delay_seconds` × 2^(attempt − 1)",
+    }),
+    delay_seconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_RETRY_DELAY_SECONDS)
+      .default(RETRY_DEFAULTS.delay_seconds)
+      .openapi({ description: "The first wait, in seconds" }),
+    max_delay_seconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_RETRY_DELAY_SECONDS)
+      .default(RETRY_DEFAULTS.max_delay_seconds)
+      .openapi({ description: "No wait is longer than this" }),
+    jitter: z.enum(["none", "full"]).default(RETRY_DEFAULTS.jitter).openapi({
+      description: "`full`: the wait is drawn uniformly between 0 and the computed wait",
+    }),
+    retry_on: RetryOnSchema.default([...RETRY_DEFAULTS.retry_on]).openapi({
+      description: "The final statuses that start the next attempt",
+    }),
+  })
+  .refine((p) => p.max_delay_seconds >= p.delay_seconds, {
+    message: "max_delay_seconds must be at least delay_seconds",
+    path: ["max_delay_seconds"],
+  })
+  .openapi("RetryPolicyRequest", {
+    description: `Retry automatically: when the job ends in a status of \`retry_on\` with attempts left, the same transaction creates the next attempt, due after the wait. Defaults: ${JSON.stringify(RETRY_DEFAULTS)}.`,
+    example: { max_attempts: 3, backoff: "exponential", delay_seconds: 10 },
+  });
+
+export const RetryPolicyViewSchema = z
+  .object({
+    max_attempts: z.number().int(),
+    backoff: z.enum(["fixed", "exponential"]),
+    delay_seconds: z.number().int(),
+    max_delay_seconds: z.number().int(),
+    jitter: z.enum(["none", "full"]),
+    retry_on: z.array(z.enum(["failed", "partial_failure"])),
+  })
+  .openapi("RetryPolicy", { description: "The job's retry policy, defaults filled in" });
+
+export type RetryPolicy = z.infer<typeof RetryPolicyViewSchema>;
+
+/** When a job may be handed out: a time, or a delay from now; not both. */
+const ScheduleFields = {
+  not_before: z.iso
+    .datetime({ offset: true, message: "must be an RFC 3339 date-time, e.g. 2026-12-03T10:00:00Z" })
+    .optional()
+    .openapi({
+      description: "No agent gets the job before this time (at most 30 days ahead)",
+      example: "2026-12-03T10:00:00Z",
+    }),
+  delay_seconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_SCHEDULE_SECONDS)
+    .optional()
+    .openapi({ description: "Or: no agent gets the job before this many seconds from now" }),
+};
+
+type Scheduled = { not_before?: string | undefined; delay_seconds?: number | undefined };
+
+const oneSchedule = (body: Scheduled) =>
+  body.not_before === undefined || body.delay_seconds === undefined;
+const ONE_SCHEDULE = { message: "give not_before or delay_seconds, not both" };
+const notTooFar = (body: Scheduled) => !scheduledTooFar(body, new Date());
+const NOT_TOO_FAR = { message: "must be at most 30 days ahead", path: ["not_before"] };
+
+/** The time a request schedules its job for, as stored (UTC, milliseconds); null: at once. */
+export function scheduledTime(body: Scheduled, now: Date): string | null {
+  if (body.delay_seconds !== undefined)
+    return new Date(now.getTime() + body.delay_seconds * 1000).toISOString();
+  if (body.not_before !== undefined) return new Date(body.not_before).toISOString();
+  return null;
+}
+
+export function scheduledTooFar(body: Scheduled, now: Date): boolean {
+  const at = body.not_before === undefined ? undefined : Date.parse(body.not_before);
+  return at !== undefined && at > now.getTime() + MAX_SCHEDULE_SECONDS * 1000;
+}
+
 export const CreateJobBodySchema = z
   .strictObject({
     operation: OperationSchema,
     target_hostname: TargetSchema.optional(),
+    retry_policy: RetryPolicySchema.optional(),
+    ...ScheduleFields,
   })
+  .refine(oneSchedule, ONE_SCHEDULE)
+  .refine(notTooFar, NOT_TOO_FAR)
   .openapi("CreateJobRequest", {
     example: { operation: { type: "node.hostname.get", data: {} }, target_hostname: "_any" },
+  });
+
+/** RFC 7396: `null` removes a key, objects merge, anything else replaces. */
+export const OperationPatchSchema = z
+  .record(z.string(), z.unknown())
+  .refine((patch) => !nestsDeeperThan(patch, MAX_OPERATION_DEPTH), {
+    message: `must nest at most ${MAX_OPERATION_DEPTH} levels`,
+  })
+  .openapi("OperationPatch", {
+    description:
+      "A JSON merge patch (RFC 7396) of the original's operation: `null` removes a key, objects merge, arrays and scalars replace. The result must be a valid operation.",
+    example: { data: { timeout: 30 } },
   });
 
 export const RetryJobBodySchema = z
   .strictObject({
     target_hostname: TargetSchema.nullable().optional(),
+    operation: OperationSchema.optional().openapi({
+      description: "Run this operation instead of the original's (validated as on create)",
+    }),
+    operation_patch: OperationPatchSchema.optional(),
+    retry_policy: RetryPolicySchema.nullable().optional().openapi({
+      description: "The new job's policy; absent: the original's; null: none",
+    }),
+    reset_attempts: z.boolean().optional().openapi({
+      description: "Count attempts from 1 again (the policy's attempts start over)",
+    }),
+    ...ScheduleFields,
   })
+  .refine((body) => body.operation === undefined || body.operation_patch === undefined, {
+    message: "give operation or operation_patch, not both",
+  })
+  .refine(oneSchedule, ONE_SCHEDULE)
+  .refine(notTooFar, NOT_TOO_FAR)
   .openapi("RetryJobRequest", { example: { target_hostname: "_any" } });
 
 export const JobStatusSchema = z.enum(JOB_STATUSES).openapi("JobStatus");
@@ -83,6 +224,10 @@ const LineageIdSchema = z
   .string()
   .regex(UUID, "must be a UUID")
   .transform((id) => id.toLowerCase());
+
+const BooleanQuery = z
+  .enum(["true", "false"], { message: "must be true or false" })
+  .transform((value) => value === "true");
 
 export const ListJobsQuerySchema = z
   .strictObject({
@@ -117,6 +262,13 @@ export const ListJobsQuerySchema = z
     }),
     root_job_id: LineageIdSchema.optional().openapi({
       description: "Only jobs of the retry chain that started with this job",
+    }),
+    due: BooleanQuery.optional().openapi({
+      description:
+        "`false`: only jobs waiting for their `not_before`; `true`: only jobs not waiting",
+    }),
+    retries_exhausted: BooleanQuery.optional().openapi({
+      description: "`true`: only dead letters (their policy's attempts ran out)",
     }),
   })
   .refine((query) => query.cursor === undefined || query.offset === 0, {
@@ -166,6 +318,22 @@ export const JobSummarySchema = z
     changed: z.boolean().nullable(),
     error: z.string().optional(),
     hostname: z.string().optional().openapi({ description: "The agent that finished it last" }),
+    retry_policy: RetryPolicyViewSchema.nullable(),
+    not_before: Timestamp.nullable().openapi({
+      description: "No agent gets the job before this time; null: at once",
+    }),
+    retried_by: z.enum(["manual", "automatic"]).nullable().openapi({
+      description: "How this job came to be a retry; null for an original",
+    }),
+    operation_changed: z.boolean().openapi({
+      description: "Its operation differs from the job it was retried from",
+    }),
+    cancel_requested: z.boolean().openapi({
+      description: "A cancel was asked; the job ends `cancelled` once no agent holds it",
+    }),
+    retries_exhausted: z.boolean().openapi({
+      description: "It ended in a status its policy retries, with no attempts left",
+    }),
   })
   .openapi("JobSummary");
 
@@ -219,45 +387,100 @@ export const JobListSchema = z
   })
   .openapi("JobList");
 
+/** Which jobs a bulk request acts on: named, or the oldest in a status. */
+const BulkSelection = {
+  job_ids: z
+    .array(
+      z
+        .string()
+        .regex(UUID, "must be a UUID")
+        .transform((id) => id.toLowerCase()),
+    )
+    .min(1)
+    .max(100)
+    .refine((ids) => new Set(ids).size === ids.length, { message: "must not repeat an id" })
+    .optional()
+    .openapi({ description: "1–100 jobs" }),
+  status: JobStatusSchema.optional().openapi({
+    description: "Or: the oldest jobs in this status",
+  }),
+  limit: z
+    .number()
+    .int()
+    .min(1)
+    .max(100)
+    .optional()
+    .openapi({ description: "With `status`: how many (default 100)" }),
+  dry_run: z
+    .boolean()
+    .optional()
+    .openapi({ description: "Say what would happen and write nothing" }),
+};
+
+type Selected = { job_ids?: string[] | undefined; status?: unknown; limit?: number | undefined };
+const oneSelection = [
+  (body: Selected) => (body.job_ids === undefined) !== (body.status === undefined),
+  { message: "give either job_ids or status" },
+] as const;
+const limitWithStatus = [
+  (body: Selected) => body.limit === undefined || body.status !== undefined,
+  { message: "limit goes with status" },
+] as const;
+
 export const BulkRetryBodySchema = z
-  .strictObject({
-    job_ids: z
-      .array(
-        z
-          .string()
-          .regex(UUID, "must be a UUID")
-          .transform((id) => id.toLowerCase()),
-      )
-      .min(1)
-      .max(100)
-      .refine((ids) => new Set(ids).size === ids.length, { message: "must not repeat an id" })
-      .optional()
-      .openapi({ description: "1–100 jobs to retry" }),
-    status: JobStatusSchema.optional().openapi({
-      description: "Or: retry the oldest jobs in this status",
-    }),
-    limit: z
-      .number()
-      .int()
-      .min(1)
-      .max(100)
-      .optional()
-      .openapi({ description: "With `status`: how many (default 100)" }),
-    target_hostname: TargetSchema.nullable().optional(),
-    dry_run: z
-      .boolean()
-      .optional()
-      .openapi({ description: "Say what would happen and write nothing" }),
-  })
-  .refine((body) => (body.job_ids === undefined) !== (body.status === undefined), {
-    message: "give either job_ids or status",
-  })
-  .refine((body) => body.limit === undefined || body.status !== undefined, {
-    message: "limit goes with status",
-  })
+  .strictObject({ ...BulkSelection, target_hostname: TargetSchema.nullable().optional() })
+  .refine(...oneSelection)
+  .refine(...limitWithStatus)
   .openapi("BulkRetryRequest", {
     example: { status: "failed", limit: 20, target_hostname: "_any", dry_run: true },
   });
+
+export const BulkCancelBodySchema = z
+  .strictObject(BulkSelection)
+  .refine(...oneSelection)
+  .refine(...limitWithStatus)
+  .openapi("BulkCancelRequest", { example: { status: "unprocessed", limit: 20, dry_run: true } });
+
+export const CancelOutcomeSchema = z.enum(["cancelled", "cancel_requested"]);
+
+export const CancelResultSchema = z
+  .object({
+    job_id: z.uuid(),
+    status: JobStatusSchema.openapi({
+      description: "`cancelled`, or `processing` while an agent holds the job",
+    }),
+    outcome: CancelOutcomeSchema.openapi({
+      description:
+        "`cancelled`: done; `cancel_requested`: an agent holds it, and its next report or lease extension ends it",
+    }),
+    revision: z.number().int(),
+  })
+  .openapi("CancelResult");
+
+export const BulkCancelResultSchema = z
+  .object({
+    revision: z
+      .number()
+      .int()
+      .nullable()
+      .openapi({ description: "The revision the batch took; null if it wrote nothing" }),
+    dry_run: z.boolean(),
+    results: z.array(
+      z.object({
+        job_id: z.uuid(),
+        outcome: z.enum([
+          "cancelled",
+          "cancel_requested",
+          "would_cancel",
+          "would_request_cancel",
+          "finished",
+          "not_found",
+        ]),
+        error: z.string().nullable(),
+      }),
+    ),
+  })
+  .openapi("BulkCancelResult");
 
 export const BulkRetryResultSchema = z
   .object({
