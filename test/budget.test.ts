@@ -154,6 +154,55 @@ describe("D1 budget with 10,000 jobs, key already verified", () => {
   });
 });
 
+describe("retries, delays and cancel with 10,000 jobs", () => {
+  it("a failure report that makes the next attempt is one round trip, and so is a cancel", async () => {
+    const host = `budget-${crypto.randomUUID().slice(0, 8)}`;
+    expectOneCall(await measure("PUT", `/agent/${host}`, { key, body: {} }), 200);
+    const body = {
+      operation: { type: "budget" },
+      target_hostname: host,
+      retry_policy: { max_attempts: 2, backoff: "fixed", delay_seconds: 60, jitter: "none" },
+    };
+    const created = await measure("POST", "/job", { key, body });
+    expectOneCall(created, 201);
+    const { job_id } = await json<{ job_id: string }>(created);
+    // Other tests' `_any` jobs are due to a new agent too: take ours from among them.
+    const claim = await measure("POST", `/agent/${host}/claim`, { key, body: { limit: 100 } });
+    expectOneCall(claim, 200);
+    const { jobs } = await json<{ jobs: { id: string; lease_token: string }[] }>(claim);
+    const claimed = jobs.find((j) => j.id === job_id);
+    const failed = { event: "failed", error: "boom", lease_token: claimed?.lease_token };
+    const report = await measure("POST", `/agent/${host}/job/${claimed?.id}/event`, {
+      key,
+      body: failed,
+    });
+    expectOneCall(report, 200);
+    expect(report.counter.calls[0]?.kind).toBe("batch");
+    const next = await env.DB.prepare("SELECT id FROM jobs WHERE retry_of = ?1")
+      .bind(claimed?.id)
+      .first<{ id: string }>();
+    expect(next?.id).toBeDefined();
+    expectOneCall(await measure("POST", `/job/${next?.id}/cancel`, { key }), 200);
+  });
+
+  it("the lists of jobs waiting and of dead letters read their partial index, not the table", async () => {
+    for (const query of [
+      "?due=false&limit=100",
+      "?retries_exhausted=true&limit=100",
+      "?due=true&limit=10",
+    ]) {
+      const m = await measure("GET", `/job${query}`, { key });
+      expectOneCall(m, 200);
+      const { total_items } = await json<{ total_items: number }>(m);
+      // A page of 10 (and the few jobs waiting it passes over), or every job the filter keeps.
+      const kept = query.includes("due=true") ? 10 : total_items;
+      expect(m.counter.rowsRead, `${query}: ${trace(m.counter)}`).toBeLessThanOrEqual(
+        3 * kept + COUNTER_ROWS + 20,
+      );
+    }
+  });
+});
+
 describe("idle agents", () => {
   it("write nothing when nothing is due, and last_seen at most once per half TTL", async () => {
     const host = `idle-${crypto.randomUUID().slice(0, 8)}`;

@@ -60,6 +60,59 @@ function race<T>(thunks: (() => Promise<T>)[]): Promise<T[]> {
 }
 
 describe("the consistency check", () => {
+  it("finds the violations of retry policies and cancellation it is planted with", async () => {
+    const [p, c1, c2, x] = Array.from({ length: 4 }, () => crypto.randomUUID());
+    const policy = JSON.stringify({ max_attempts: 2, retry_on: ["failed"] });
+    const insert = (fields: string, values: string) =>
+      env.DB.prepare(
+        `INSERT INTO jobs (id, operation, target_hostname, created_at, updated_at, created_revision, revision, root_job_id, attempt${fields})
+         VALUES (?1, '{"type":"x"}', '_any', 'now', 'now', 0, 0, ?2, ?3${values})`,
+      );
+    await env.DB.batch([
+      insert(", status, retry_policy, retries_exhausted", ", 'completed', ?4, 1").bind(
+        p,
+        p,
+        1,
+        policy,
+      ),
+      insert(", retry_of, retried_by, retry_policy", ", ?4, 'automatic', ?5").bind(
+        c1,
+        p,
+        2,
+        p,
+        policy,
+      ),
+      insert(", retry_of, retried_by, retry_policy", ", ?4, 'automatic', ?5").bind(
+        c2,
+        p,
+        2,
+        p,
+        policy,
+      ),
+      insert(", status", ", 'cancelled'").bind(x, x, 1),
+      env.DB.prepare(
+        "INSERT INTO job_agents (job_id, job_seq, hostname, state) SELECT id, seq, 'planted', 'pending' FROM jobs WHERE id = ?1",
+      ).bind(x),
+    ]);
+    try {
+      const found = new Set((await violations()).map((v) => v.check));
+      for (const check of [
+        "automatic_retry_not_one",
+        "automatic_retry_without_reason",
+        "exhausted_without_reason",
+        "cancelled_job_still_open",
+        "cancelled_without_request",
+      ])
+        expect(found).toContain(check);
+    } finally {
+      await env.DB.batch([
+        env.DB.prepare("DELETE FROM job_agents WHERE job_id = ?1").bind(x),
+        env.DB.prepare("DELETE FROM jobs WHERE id IN (?1, ?2, ?3, ?4)").bind(c1, c2, x, p),
+      ]);
+    }
+    expect(await violations()).toEqual([]);
+  });
+
   it("finds each kind of violation it is planted with, and forgives what a delete explains", async () => {
     const { job_id } = await create("planted");
     const ghost = crypto.randomUUID();

@@ -36,9 +36,30 @@ export const CHECKS: Record<string, string> = {
     WHERE c.retry_of IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.id = c.retry_of)`,
   retry_lineage_wrong: `SELECT c.id AS subject, c.retry_of AS ref
     FROM jobs c JOIN jobs o ON o.id = c.retry_of
-    WHERE c.attempt <> o.attempt + 1 OR c.root_job_id <> o.root_job_id OR c.operation <> o.operation`,
+    WHERE (c.attempt <> o.attempt + 1 AND c.attempt <> 1) OR c.root_job_id <> o.root_job_id
+       OR (c.operation <> o.operation) <> c.operation_changed OR c.retried_by IS NULL
+       OR (c.retried_by = 'automatic' AND (c.operation_changed = 1 OR c.attempt <> o.attempt + 1
+         OR c.retry_policy IS NOT o.retry_policy OR c.target_hostname <> o.target_hostname))`,
   original_lineage_wrong: `SELECT j.id AS subject, j.root_job_id AS ref
-    FROM jobs j WHERE j.retry_of IS NULL AND (j.root_job_id <> j.id OR j.attempt <> 1)`,
+    FROM jobs j WHERE j.retry_of IS NULL
+      AND (j.root_job_id <> j.id OR j.attempt <> 1 OR j.retried_by IS NOT NULL OR j.operation_changed = 1)`,
+  automatic_retry_not_one: `SELECT retry_of AS subject, CAST(COUNT(*) AS TEXT) AS ref
+    FROM jobs WHERE retried_by = 'automatic' GROUP BY retry_of HAVING COUNT(*) > 1`,
+  automatic_retry_without_reason: `SELECT c.id AS subject, c.retry_of AS ref
+    FROM jobs c JOIN jobs o ON o.id = c.retry_of
+    WHERE c.retried_by = 'automatic' AND (o.retry_policy IS NULL OR o.cancel_requested = 1
+      OR o.attempt >= json_extract(o.retry_policy, '$.max_attempts')
+      OR o.status NOT IN (SELECT value FROM json_each(o.retry_policy, '$.retry_on')))`,
+  exhausted_without_reason: `SELECT id AS subject, status AS ref FROM jobs
+    WHERE retries_exhausted = 1 AND (retry_policy IS NULL
+      OR attempt < json_extract(retry_policy, '$.max_attempts')
+      OR status NOT IN (SELECT value FROM json_each(retry_policy, '$.retry_on')))`,
+  cancelled_job_still_open: `SELECT j.id AS subject, a.hostname || ' ' || a.state AS ref
+    FROM jobs j JOIN job_agents a ON a.job_id = j.id
+    WHERE j.cancel_requested = 1 AND a.state = 'pending'
+       OR j.status = 'cancelled' AND a.state IN ('pending', 'acknowledged', 'started')`,
+  cancelled_without_request: `SELECT id AS subject, status AS ref FROM jobs
+    WHERE status = 'cancelled' AND cancel_requested = 0`,
   counter_differs_from_count: `SELECT c.status AS subject, c.n || ' counted, ' || COALESCE(a.n, 0) || ' stored' AS ref
     FROM job_counts c LEFT JOIN ${ACTUAL_COUNTS} a ON a.status = c.status
     WHERE c.n <> COALESCE(a.n, 0)`,
@@ -62,7 +83,8 @@ export const CHECKS: Record<string, string> = {
   status_differs_from_events: `WITH agent AS (
       SELECT job_id, hostname, SUM(event = 'failed') AS failed,
         MAX(CASE event WHEN 'acknowledged' THEN 1 WHEN 'started' THEN 2 WHEN 'completed' THEN 4 ELSE 3 END) AS p
-      FROM job_events WHERE event NOT IN ('submitted', 'retried') GROUP BY job_id, hostname),
+      FROM job_events WHERE event NOT IN ('submitted', 'retried', 'cancel_requested', 'cancelled')
+      GROUP BY job_id, hostname),
     derived AS (
       SELECT job_id, CASE
         WHEN SUM(p <= 2) > 0 THEN 'processing'
@@ -71,8 +93,12 @@ export const CHECKS: Record<string, string> = {
         WHEN SUM(p = 3) = COUNT(*) THEN 'skipped'
         ELSE 'completed' END AS status
       FROM agent GROUP BY job_id)
-    SELECT j.id AS subject, j.status || ' stored, ' || COALESCE(d.status, 'unprocessed') || ' from its events' AS ref
-    FROM jobs j LEFT JOIN derived d ON d.job_id = j.id WHERE j.status <> COALESCE(d.status, 'unprocessed')`,
+    SELECT id AS subject, status || ' stored, ' || from_events || ' from its events' AS ref
+    FROM (SELECT j.id, j.status, CASE
+        WHEN EXISTS (SELECT 1 FROM job_events c WHERE c.job_id = j.id AND c.event = 'cancelled') THEN 'cancelled'
+        ELSE COALESCE(d.status, 'unprocessed') END AS from_events
+      FROM jobs j LEFT JOIN derived d ON d.job_id = j.id)
+    WHERE status <> from_events`,
   any_job_held_by_two_agents: `SELECT a.job_id AS subject, GROUP_CONCAT(a.hostname) AS ref
     FROM job_agents a JOIN jobs j ON j.id = a.job_id
     WHERE j.target_hostname = '_any' AND a.state IN ('acknowledged', 'started', 'completed', 'failed')

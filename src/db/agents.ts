@@ -24,6 +24,7 @@ export type ClaimedJob = {
   id: string;
   operation: Operation;
   target_hostname: string;
+  attempt: number;
   delivery: number;
   lease_expires_at: string;
   lease_token: string;
@@ -436,7 +437,7 @@ export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimOutco
     ...automaticRetries(db, { sql: `o.${touched}`, params: [] }, now, applies),
     db
       .prepare(
-        `SELECT j.id, j.operation, j.target_hostname, ja.delivery, ja.lease_expires_at, ja.lease_token_hash
+        `SELECT j.id, j.operation, j.target_hostname, j.attempt, ja.delivery, ja.lease_expires_at, ja.lease_token_hash
          FROM job_agents ja JOIN jobs j ON j.id = ja.job_id
          WHERE ja.hostname = ?1 AND ja.revision = ${CURRENT_REVISION} AND ja.state IN ${OPEN} AND ${applies}
          ORDER BY ja.job_seq`,

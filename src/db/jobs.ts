@@ -620,7 +620,7 @@ export async function cancelJobs(
         `SELECT CASE WHEN ${write.applies} THEN ${CURRENT_REVISION} END AS revision,
            (${cancelResultsSql(`(j.revision = ${CURRENT_REVISION} AND j.cancel_requested = 1 AND ${write.applies})`, false)}) AS results`,
       )
-      .bind(ids, request.now),
+      .bind(ids),
   ]);
   const row = results[8]?.results[0] as { revision: number | null; results: string } | undefined;
   return {
@@ -767,8 +767,8 @@ export type ListQuery = {
   cursor?: string | undefined;
 };
 
-/** Jobs waiting for their time, as the partial index jobs_waiting holds them (?1: now). */
-const WAITING = "not_before IS NOT NULL AND status = 'unprocessed' AND not_before > ?1";
+/** Jobs waiting for their time, as the partial index jobs_waiting holds them (?: now). */
+const WAITING = "not_before IS NOT NULL AND status = 'unprocessed' AND not_before > ?";
 const EXHAUSTED = "retries_exhausted = 1";
 
 /**
@@ -777,7 +777,7 @@ const EXHAUSTED = "retries_exhausted = 1";
  * chain through its own index; a negative filter is counted as the counter less its complement.
  */
 export async function listJobs(db: Db, query: ListQuery, now: string): Promise<JobPage> {
-  const params: unknown[] = [now];
+  const params: unknown[] = [];
   const where: string[] = [];
   const bind = (sql: string, value: unknown) => {
     params.push(value);
@@ -795,10 +795,10 @@ export async function listJobs(db: Db, query: ListQuery, now: string): Promise<J
   if (query.status) bind("status = ?", query.status);
   const lineage = query.retry_of !== undefined || query.root_job_id !== undefined;
   if (query.due === false) {
-    where.push(WAITING);
+    bind(WAITING, now);
     if (!lineage) index = "INDEXED BY jobs_waiting";
   }
-  if (query.due === true) where.push(`NOT (${WAITING})`);
+  if (query.due === true) bind(`NOT (${WAITING})`, now);
   if (query.retries_exhausted === true) {
     where.push(EXHAUSTED);
     if (!lineage && query.due !== false) index = "INDEXED BY jobs_exhausted_seq";

@@ -133,6 +133,11 @@ export const ClaimedJobSchema = z
     id: z.uuid(),
     operation: OperationSchema,
     target_hostname: z.string(),
+    attempt: z
+      .number()
+      .int()
+      .min(1)
+      .openapi({ description: "The job's attempt in its retry chain: 1 for an original" }),
     delivery: z
       .number()
       .int()
@@ -158,6 +163,7 @@ export const ClaimResultSchema = z
           id: "5b0e2a52-7a4b-4c1e-9d07-4a3b1f7c2e10",
           operation: { type: "echo", data: { hello: "world" } },
           target_hostname: "_any",
+          attempt: 1,
           delivery: 1,
           lease_expires_at: "2026-11-28T10:06:00.123Z",
           lease_token: "q2H8v0XkR4m9ZtLw1bYc7sNf3dPa6uEo",

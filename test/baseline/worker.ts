@@ -18,6 +18,10 @@ async function handle(request: Request, env: Env): Promise<Response> {
       newId: crypto.randomUUID(),
       target: "_any",
       now,
+      change: null,
+      retryPolicy: undefined,
+      resetAttempts: false,
+      notBefore: null,
     });
     return result.kind === "written"
       ? Response.json(result.value, { status: 201 })
