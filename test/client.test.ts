@@ -1,7 +1,12 @@
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createClient } from "../src/client";
-import { JobAcceptedSchema, JobListSchema, JobSchema } from "../src/schemas/job";
+import {
+  BulkCancelResultSchema,
+  JobAcceptedSchema,
+  JobListSchema,
+  JobSchema,
+} from "../src/schemas/job";
 import { CreatedKeySchema } from "../src/schemas/key";
 import { admin, createKey } from "./helpers";
 
@@ -13,6 +18,45 @@ async function client(key?: string) {
 }
 
 describe("the typed client (hc with AppType) against the Worker", () => {
+  it("covers retry policies, delays, changed operations and cancel", async () => {
+    const api = await client();
+    const created = await api.job.$post({
+      header: {},
+      json: {
+        operation: { type: "client.policy", data: { n: 1 } },
+        retry_policy: { max_attempts: 2, backoff: "fixed" },
+        delay_seconds: 600,
+      },
+    });
+    expect(created.status).toBe(201);
+    const { job_id } = JobAcceptedSchema.parse(await created.json());
+    const waiting = await api.job.$get({ query: { due: "false", limit: "100" } });
+    expect(JobListSchema.parse(await waiting.json()).items.map((j) => j.id)).toContain(job_id);
+
+    const retried = await api.job[":id"].retry.$post({
+      param: { id: job_id },
+      header: {},
+      json: { operation_patch: { data: { n: 2 } }, reset_attempts: true },
+    });
+    expect(retried.status).toBe(201);
+    const retry = JobAcceptedSchema.parse(await retried.json());
+    const got = await api.job[":id"].$get({ param: { id: retry.job_id }, header: {} });
+    const job = JobSchema.parse(await got.json());
+    expect(job).toMatchObject({
+      operation: { data: { n: 2 } },
+      operation_changed: true,
+      attempt: 1,
+    });
+    expect(job.retry_policy?.max_attempts).toBe(2);
+
+    const cancelled = await api.job[":id"].cancel.$post({ param: { id: job_id }, header: {} });
+    expect(cancelled.status).toBe(200);
+    const bulk = await api.job.cancel.$post({ json: { job_ids: [retry.job_id], dry_run: true } });
+    expect(BulkCancelResultSchema.parse(await bulk.json()).results[0]?.outcome).toBe(
+      "would_cancel",
+    );
+  });
+
   it("creates, gets, lists, retries and deletes a job", async () => {
     const api = await client();
     const created = await api.job.$post({
