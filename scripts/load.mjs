@@ -176,7 +176,14 @@ const gone = (id) => (status, _body, context) => {
 
 const cycle = [
   step("POST", () => "/job", {
-    body: () => json({ operation: { type: "load.echo", data: { n: turn } } }),
+    body: () =>
+      json({
+        operation: { type: "load.echo", data: { n: turn } },
+        // Half retry themselves: failures below make attempts inside the report's batch.
+        ...(turn % 2 === 0
+          ? { retry_policy: { max_attempts: 3, backoff: "fixed", delay_seconds: 1, jitter: "none" } }
+          : {}),
+      }),
     remember: created("job"),
   }),
   step("GET", (c) => `/job/${c.job ?? randomUUID()}`),
@@ -222,6 +229,18 @@ const cycle = [
     remember: created("broadcast"),
   }),
   step("DELETE", (c) => `/job/${c.child ?? randomUUID()}`, { remember: gone((c) => c.child) }),
+  step("POST", (c) => `/job/${c.target}/cancel`, {
+    prepare: (c) => {
+      c.target = someJob();
+    },
+  }),
+  step("POST", (c) => `/job/${c.target}/retry`, {
+    prepare: (c) => {
+      c.target = someJob();
+    },
+    body: () => json({ operation_patch: { data: { patched: turn } }, delay_seconds: 1 }),
+    remember: created("patched"),
+  }),
 ];
 
 async function main() {
