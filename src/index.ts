@@ -10,6 +10,7 @@ import { rateLimit } from "./rate-limit";
 import { scheduled } from "./retention";
 import { agents } from "./routes/agents";
 import { health } from "./routes/health";
+import { jobEvents } from "./routes/job-events";
 import { jobs } from "./routes/jobs";
 import { keys } from "./routes/keys";
 import { registerSecuritySchemes } from "./routes/security";
@@ -29,6 +30,7 @@ const browserCors = cors({
     "If-None-Match",
     BOOKMARK_HEADER,
     "X-Request-Id",
+    "Last-Event-ID",
   ],
   exposeHeaders: [
     "Location",
@@ -70,7 +72,12 @@ app.use(
 app.use(utf8Body);
 
 registerSecuritySchemes(app);
-const routes = app.route("/", health).route("/", jobs).route("/", agents).route("/", keys);
+const routes = app
+  .route("/", health)
+  .route("/", jobs)
+  .route("/", jobEvents)
+  .route("/", agents)
+  .route("/", keys);
 
 app.doc31("/openapi.json", {
   openapi: "3.1.0",

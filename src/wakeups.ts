@@ -54,6 +54,12 @@ const VOUCH_MAX_MS = 300_000;
 
 type Pending = Waiter & { wake: (woken: boolean) => void; validatedAt: number };
 
+/** A job that changed (a new event), as of the store revision that changed it. */
+export type JobChange = { job: string; revision: number };
+
+/** Someone watching jobs' events: woken when one of them changes after `since`. */
+type Watch = { jobs: ReadonlySet<string>; since: number; wake: (changed: boolean) => void };
+
 /** What the object knows of an agent whose last wait ran out: idle as of `since`. */
 type Idle = Omit<Waiter, "timeoutMs" | "hostname"> & { validatedAt: number };
 
@@ -71,6 +77,10 @@ export class ClaimWaiters extends DurableObject<Env> {
   /** Agents that waited since `last_seen` was last written for them, with their lineage. */
   private readonly seen = new Map<string, string>();
   private seenWrittenAt = 0;
+  private readonly watches = new Set<Watch>();
+  /** Job changes kept for watchers on their way; the highest revision among those no longer kept. */
+  private readonly changes: JobChange[] = [];
+  private changesForgotten = 0;
 
   /**
    * A claim that found nothing waits here. Resolves true when work for it is announced or seen
@@ -111,6 +121,45 @@ export class ClaimWaiters extends DurableObject<Env> {
   announce(announcements: Announcement[]): number {
     for (const announcement of announcements) this.note(announcement);
     return this.waiters.size + this.idle.size;
+  }
+
+  /**
+   * Event streams wait here between reads of D1: resolves true when one of `jobs` changed after
+   * revision `since` (at once if it did already, or if the object no longer knows), false when
+   * `timeoutMs` passes. Nothing here reads D1: a watcher costs a D1 read per change, not per second.
+   */
+  watch(watch: { jobs: string[]; since: number; timeoutMs: number }): Promise<boolean> {
+    const jobs = new Set(watch.jobs);
+    if (watch.since < this.changesForgotten) return Promise.resolve(true);
+    if (this.changes.some((c) => c.revision > watch.since && jobs.has(c.job)))
+      return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const entry: Watch = {
+        jobs,
+        since: watch.since,
+        wake: (changed) => {
+          clearTimeout(timer);
+          this.watches.delete(entry);
+          resolve(changed);
+        },
+      };
+      const timer = setTimeout(() => entry.wake(false), Math.max(0, watch.timeoutMs));
+      this.watches.add(entry);
+    });
+  }
+
+  /** Jobs got new events: wakes their watchers. Returns how many watch now (0: writers may rest). */
+  jobsChanged(changes: JobChange[]): number {
+    for (const change of changes) {
+      this.changes.push(change);
+      for (const watch of [...this.watches])
+        if (watch.jobs.has(change.job) && change.revision > watch.since) watch.wake(true);
+    }
+    const excess = this.changes.length - KEPT;
+    if (excess > 0)
+      for (const old of this.changes.splice(0, excess))
+        this.changesForgotten = Math.max(this.changesForgotten, old.revision);
+    return this.watches.size;
   }
 
   /** The agent's registration changed (labels, or it was deregistered): vouch no more for it. */
@@ -270,6 +319,29 @@ export function announce(
       .announce(announcements)
       .then((held) => {
         if (held === 0) quietUntil = Date.now() + QUIET_MS;
+      })
+      .catch(() => {}),
+  );
+}
+
+let jobsQuietUntil = 0;
+
+/**
+ * Tells event streams that jobs got new events, after the response; like `announce`, an isolate
+ * rests for QUIET_MS after the object said nobody watches, and a lost call costs a watcher at most
+ * its next timed read.
+ */
+export function jobsChanged(
+  ctx: { waitUntil(promise: Promise<unknown>): void },
+  env: Env,
+  changes: JobChange[],
+): void {
+  if (changes.length === 0 || Date.now() < jobsQuietUntil) return;
+  ctx.waitUntil(
+    claimWaiters(env)
+      .jobsChanged(changes)
+      .then((watching) => {
+        if (watching === 0) jobsQuietUntil = Date.now() + QUIET_MS;
       })
       .catch(() => {}),
   );

@@ -869,3 +869,66 @@ export async function listJobs(db: Db, query: ListQuery, now: string): Promise<J
     next_cursor: last ? String(last.seq) : null,
   };
 }
+
+/** An event with its position (commit order, unique across jobs). */
+export type SequencedEvent = StoredEvent & { seq: number };
+
+/** Where a job stands for a watcher: its status, whether it has ended, and its latest retry. */
+export type WatchedJob = {
+  status: JobStatus;
+  /** Final, and no agent holds or waits for it: no event will change its status again. */
+  ended: boolean;
+  /** The newest job retried from it, if any (a watcher of the chain goes on there). */
+  retried_as: string | null;
+};
+
+/**
+ * One round trip: the job's events after `afterSeq` (commit order, at most `limit`), where the
+ * job stands, and the store revision they were read at; null when there is no such job.
+ */
+export async function readJobEvents(
+  db: Db,
+  id: string,
+  afterSeq: number,
+  limit: number,
+): Promise<{ events: SequencedEvent[]; job: WatchedJob; revision: number } | null> {
+  const [events, job] = await db.batch([
+    db
+      .prepare(
+        `SELECT seq, event, hostname, created_at, data FROM job_events INDEXED BY job_events_job
+         WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3`,
+      )
+      .bind(id, afterSeq, limit),
+    db
+      .prepare(
+        `SELECT status, ${CURRENT_REVISION} AS revision,
+           status NOT IN ('unprocessed', 'processing') AND NOT EXISTS (SELECT 1 FROM job_agents
+             WHERE job_id = ?1 AND state IN ('pending', ${OPEN_STATES})) AS ended,
+           (SELECT id FROM jobs r INDEXED BY jobs_retry_of_seq WHERE r.retry_of = ?1
+            ORDER BY r.seq DESC LIMIT 1) AS retried_as
+         FROM jobs WHERE id = ?1`,
+      )
+      .bind(id),
+  ]);
+  const row = job?.results[0] as
+    | { status: JobStatus; revision: number; ended: number; retried_as: string | null }
+    | undefined;
+  if (!row) return null;
+  return {
+    events: ((events?.results ?? []) as (EventRow & { seq: number })[]).map((e) => ({
+      seq: e.seq,
+      ...toStoredEvent(e),
+    })),
+    job: { status: row.status, ended: row.ended === 1, retried_as: row.retried_as },
+    revision: row.revision,
+  };
+}
+
+/** The job an event belongs to: where a watcher that names its last event resumes. */
+export async function findEventJob(db: Db, seq: number): Promise<string | null> {
+  const row = await db
+    .prepare("SELECT job_id FROM job_events WHERE seq = ?1")
+    .bind(seq)
+    .first<{ job_id: string }>();
+  return row?.job_id ?? null;
+}

@@ -192,3 +192,28 @@ export function summarizeEvents(stored: readonly StoredEvent[]): EventSummary {
   if (hostname !== undefined) summary.hostname = hostname;
   return summary;
 }
+
+/** One event as a watcher sees it: its position, what happened, and what it carries. */
+export function eventView(jobId: string, seq: number, e: StoredEvent) {
+  const view: {
+    id: string;
+    job_id: string;
+    event: EventName;
+    hostname: string;
+    timestamp: string;
+    message: string;
+    error?: string;
+    data: EventData | null;
+  } = {
+    id: String(seq),
+    job_id: jobId,
+    event: e.event,
+    hostname: e.hostname,
+    timestamp: e.created_at,
+    message: timelineMessage(e.event, e.hostname, e.data),
+    data: e.data,
+  };
+  const error = text(e.data, "error");
+  if ((e.event === "failed" || e.event === "skipped") && error !== undefined) view.error = error;
+  return view;
+}

@@ -40,7 +40,7 @@ import {
   RegisterAgentBodySchema,
 } from "../schemas/agent";
 import { errorResponses } from "../schemas/error";
-import { announce, claimWaiters, forgetAgent } from "../wakeups";
+import { announce, claimWaiters, forgetAgent, jobsChanged } from "../wakeups";
 import { SECURITY } from "./security";
 
 /** An agent's acts at `now` refresh `last_seen` only once it is half a TTL old: idle claims write nothing. */
@@ -110,10 +110,11 @@ async function agentRefusal(db: Db, hostname: string, actor: Actor): Promise<Api
 
 /** Why a report or lease extension of this delivery was refused, from one read. */
 async function deliveryRefusal(
-  db: Db,
+  c: Context<AppEnv>,
   delivery: Delivery,
   request: { now: string; event?: string },
 ): Promise<ApiError> {
+  const db = c.var.db;
   const { jobId: id, hostname } = delivery;
   const r = await findDeliveryRefusal(db, delivery);
   if (r.agentOwner === undefined) return agentNotFound(hostname);
@@ -121,7 +122,8 @@ async function deliveryRefusal(
     return ownedByAnother(hostname);
   if (!r.jobExists) return new ApiError(404, `job not found: ${id}`);
   if (r.cancelRequested && (r.tokenCurrent || r.tokenDelivery !== null)) {
-    if (r.tokenCurrent) await endCancelledDelivery(db, delivery, request.now);
+    const revision = r.tokenCurrent ? await endCancelledDelivery(db, delivery, request.now) : null;
+    if (revision !== null) jobsChanged(c.executionCtx, c.env, [{ job: id, revision }]);
     return new ApiError(409, "cancelled", `job ${id} was cancelled: stop working on it`);
   }
   if (r.tokenCurrent) {
@@ -344,6 +346,12 @@ export const agents = createRouter()
         maxDeliveries: maxDeliveries(c.env),
       });
       if ("refused" in outcome) throw await agentRefusal(c.var.db, hostname, owner);
+      const { revision } = outcome;
+      jobsChanged(
+        c.executionCtx,
+        c.env,
+        outcome.jobs.map((job) => ({ job: job.id, revision })),
+      );
       return outcome;
     };
     const wait = (body.wait_seconds ?? 0) * 1000;
@@ -382,9 +390,9 @@ export const agents = createRouter()
     const at = seen(c.env, Date.now());
     const delivery = await deliveryOf(c, hostname, id, lease_token);
     const outcome = await reportEvent(c.var.db, { ...delivery, ...at, body });
-    if (!outcome)
-      throw await deliveryRefusal(c.var.db, delivery, { now: at.now, event: body.event });
+    if (!outcome) throw await deliveryRefusal(c, delivery, { now: at.now, event: body.event });
     noteWrite(c, outcome);
+    jobsChanged(c.executionCtx, c.env, [{ job: id, revision: outcome.revision }]);
     return c.json(outcome, 200);
   })
   .openapi(extendLeaseRoute, async (c) => {
@@ -398,6 +406,6 @@ export const agents = createRouter()
       ...at,
       leaseExpiresAt: new Date(now + lease_seconds * 1000).toISOString(),
     });
-    if (!lease) throw await deliveryRefusal(c.var.db, delivery, at);
+    if (!lease) throw await deliveryRefusal(c, delivery, at);
     return c.json(lease, 200);
   });

@@ -1,9 +1,11 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { createRouter } from "../app";
+import type { Context } from "hono";
+import { type AppEnv, createRouter } from "../app";
 import { requireScope } from "../auth/middleware";
 import { isTargetFound } from "../db/agents";
 import {
   type BulkRetryBody,
+  type CancelBody,
   cancelJobs,
   deleteJob,
   findCancelState,
@@ -42,7 +44,7 @@ import {
   RetryJobBodySchema,
   scheduledTime,
 } from "../schemas/job";
-import { announce } from "../wakeups";
+import { announce, jobsChanged } from "../wakeups";
 import { SECURITY } from "./security";
 
 const jsonBody = <T>(schema: T, description: string, required = true) => ({
@@ -374,9 +376,16 @@ export const jobs = createRouter()
     )
       throw targetNotFound(target);
     noteWrite(c, { revision: retried.revision });
-    const count = retried.results.filter((r) => r.outcome === "retried").length;
-    if (retried.revision !== null && count > 0)
-      announce(c.executionCtx, c.env, [{ target, revision: retried.revision, count }]);
+    const sources = retried.results.filter((r) => r.outcome === "retried");
+    const revision = retried.revision;
+    if (revision !== null && sources.length > 0) {
+      announce(c.executionCtx, c.env, [{ target, revision, count: sources.length }]);
+      jobsChanged(
+        c.executionCtx,
+        c.env,
+        sources.map((r) => ({ job: r.source_job_id, revision })),
+      );
+    }
     return c.json(retried, 200);
   })
   .openapi(cancelJobsRoute, async (c) => {
@@ -404,6 +413,7 @@ export const jobs = createRouter()
       (result.outcome === "cancelled" || result.outcome === "cancel_requested")
     ) {
       noteWrite(c, { job_id: id, revision: done.revision });
+      changedByCancel(c, done);
       const cancelled = result.outcome === "cancelled";
       return cancelled
         ? c.json(
@@ -457,6 +467,8 @@ export const jobs = createRouter()
     const ifMatch = ifMatchRevisions(c.req.header("If-Match"));
     if (!(await deleteJob(c.var.db, id, ifMatch)))
       throw ifMatch ? await refusal(c.var.db, id) : notFound(id);
+    // A deleted job changes no more: its watchers, woken, find it gone and end.
+    jobsChanged(c.executionCtx, c.env, [{ job: id, revision: Number.MAX_SAFE_INTEGER }]);
     return c.body(null, 204);
   })
   .openapi(retryJobRoute, async (c) => {
@@ -494,9 +506,24 @@ export const jobs = createRouter()
     noteWrite(c, job);
     if (dueNow(notBefore, now))
       announce(c.executionCtx, c.env, [{ target, revision: job.revision }]);
+    jobsChanged(c.executionCtx, c.env, [{ job: id, revision: job.revision }]);
     c.header("Location", `/job/${job.job_id}`);
     return c.json(job, 201);
   });
+
+/** Watchers of the jobs a cancel changed are told. */
+function changedByCancel(c: Context<AppEnv>, done: CancelBody) {
+  const revision = done.revision;
+  if (revision === null) return;
+  const changed = done.results.filter(
+    (r) => r.outcome === "cancelled" || r.outcome === "cancel_requested",
+  );
+  jobsChanged(
+    c.executionCtx,
+    c.env,
+    changed.map((r) => ({ job: r.job_id, revision })),
+  );
+}
 
 function written<T>(result: WriteResult<T>): T {
   if (result.kind !== "written") throw new Error(`write ${result.kind} without a reason to`);

@@ -505,3 +505,62 @@ export type Job = z.infer<typeof JobSchema>;
 export type JobSummary = z.infer<typeof JobSummarySchema>;
 export type JobAccepted = z.infer<typeof JobAcceptedSchema>;
 export type Operation = z.infer<typeof OperationSchema>;
+
+export const JobEventsQuerySchema = z.strictObject({
+  follow: z.enum(["retries"]).optional().openapi({
+    description:
+      "`retries`: when the job ends, go on into the job retried from it (automatic retries included), to the end of the chain",
+  }),
+  after: z
+    .string()
+    .regex(/^[0-9]{1,15}$/, "must be an event id this service returned")
+    .optional()
+    .openapi({
+      description:
+        "Only events after this one (an event `id`, or a page's `next_cursor`); for a stream, the `Last-Event-ID` header does the same",
+    }),
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .default(100)
+    .openapi({ description: "JSON page size, 1–1000" }),
+});
+
+export const JobEventSchema = z
+  .object({
+    id: z.string().openapi({
+      description:
+        "The event's position: send it as `after` (or `Last-Event-ID`) to resume after it",
+      example: "4711",
+    }),
+    job_id: z.uuid(),
+    event: z.enum(EVENT_NAMES),
+    hostname: z.string(),
+    timestamp: Timestamp,
+    message: z.string(),
+    error: z.string().optional(),
+    data: z
+      .record(z.string(), z.unknown())
+      .nullable()
+      .openapi({ description: "What the event carries: a result, an error, the retry it made…" }),
+  })
+  .openapi("JobEvent");
+
+export const JobEventPageSchema = z
+  .object({
+    items: z.array(JobEventSchema),
+    next_cursor: z.string().nullable().openapi({
+      description:
+        "Send as `after` for what comes next; null once the job (with `follow=retries`, the chain) has ended and every event was given",
+    }),
+    job_id: z
+      .uuid()
+      .openapi({ description: "The job the page ends in (with `follow`, the chain's latest)" }),
+    status: JobStatusSchema,
+    ended: z.boolean().openapi({ description: "The job (or chain) reached its final status" }),
+  })
+  .openapi("JobEventPage");
+
+export type JobEvent = z.infer<typeof JobEventSchema>;
