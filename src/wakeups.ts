@@ -299,60 +299,44 @@ export function claimWaiters(env: Env): DurableObjectStub<ClaimWaiters> {
   return env.CLAIM_WAITERS.get(env.CLAIM_WAITERS.idFromName("fleet"));
 }
 
-/** How long an isolate skips announcing after the object said nobody waits in it. */
+/** How long an isolate skips telling the object after it said nobody waits for that news. */
 const QUIET_MS = 1000;
-let quietUntil = 0;
+
+type Ctx = { waitUntil(promise: Promise<unknown>): void };
 
 /**
- * Tells waiting claims about work made due, after the response: a failure only delays them (the
- * object's feed sees the work within a second). While the object holds no agent, an isolate skips
- * announcing for QUIET_MS: a service nobody waits on pays no call per write.
+ * Sends news to the object after the response; a failure only delays those waiting. When the
+ * object answers that nobody waits for this kind of news, the isolate skips it for QUIET_MS: a
+ * service nobody waits on pays no call per write.
  */
-export function announce(
-  ctx: { waitUntil(promise: Promise<unknown>): void },
-  env: Env,
-  announcements: Announcement[],
-): void {
-  if (announcements.length === 0 || Date.now() < quietUntil) return;
-  ctx.waitUntil(
-    claimWaiters(env)
-      .announce(announcements)
-      .then((held) => {
-        if (held === 0) quietUntil = Date.now() + QUIET_MS;
-      })
-      .catch(() => {}),
-  );
+function teller<T>(send: (stub: DurableObjectStub<ClaimWaiters>, news: T[]) => Promise<number>) {
+  let quietUntil = 0;
+  return (ctx: Ctx, env: Env, news: T[]): void => {
+    if (news.length === 0 || Date.now() < quietUntil) return;
+    ctx.waitUntil(
+      send(claimWaiters(env), news)
+        .then((waiting) => {
+          if (waiting === 0) quietUntil = Date.now() + QUIET_MS;
+        })
+        .catch(() => {}),
+    );
+  };
 }
-
-let jobsQuietUntil = 0;
 
 /**
- * Tells event streams that jobs got new events, after the response; like `announce`, an isolate
- * rests for QUIET_MS after the object said nobody watches, and a lost call costs a watcher at most
- * its next timed read.
+ * Tells waiting claims about work made due. A lost call costs a waiting claim about a second: the
+ * object's feed sees the work.
  */
-export function jobsChanged(
-  ctx: { waitUntil(promise: Promise<unknown>): void },
-  env: Env,
-  changes: JobChange[],
-): void {
-  if (changes.length === 0 || Date.now() < jobsQuietUntil) return;
-  ctx.waitUntil(
-    claimWaiters(env)
-      .jobsChanged(changes)
-      .then((watching) => {
-        if (watching === 0) jobsQuietUntil = Date.now() + QUIET_MS;
-      })
-      .catch(() => {}),
-  );
-}
+export const announce = teller<Announcement>((stub, news) => stub.announce(news));
+
+/**
+ * Tells event streams that jobs got new events. A lost call costs a watcher at most its next
+ * timed read.
+ */
+export const jobsChanged = teller<JobChange>((stub, news) => stub.jobsChanged(news));
 
 /** After an agent's registration changed: the object vouches no more for it. */
-export function forgetAgent(
-  ctx: { waitUntil(promise: Promise<unknown>): void },
-  env: Env,
-  hostname: string,
-): void {
+export function forgetAgent(ctx: Ctx, env: Env, hostname: string): void {
   ctx.waitUntil(
     claimWaiters(env)
       .forget(hostname)
