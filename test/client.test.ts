@@ -1,6 +1,6 @@
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { createClient } from "../src/client";
+import { createClient, watchJob } from "../src/client";
 import {
   BulkCancelResultSchema,
   JobAcceptedSchema,
@@ -16,6 +16,61 @@ const workerFetch: typeof fetch = (input, init) =>
 async function client(key?: string) {
   return createClient("http://jobs.test", key ?? (await admin()), { fetch: workerFetch });
 }
+
+describe("the typed client's watchJob", () => {
+  it("yields a job's events as they happen and returns how it ended, resuming a dropped stream", async () => {
+    const key = await admin();
+    const agent = `client-${crypto.randomUUID().slice(0, 8)}`;
+    expect(
+      (
+        await workerFetch(`http://jobs.test/agent/${agent}`, {
+          method: "PUT",
+          headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+          body: "{}",
+        })
+      ).status,
+    ).toBe(200);
+    const api = await client();
+    const created = await api.job.$post({
+      header: {},
+      json: { operation: { type: "client.watch" }, target_hostname: agent },
+    });
+    const { job_id } = JobAcceptedSchema.parse(await created.json());
+    let opened = 0;
+    // The first stream is cut after its first chunk, as a flaky network would.
+    const flaky: typeof fetch = async (input, init) => {
+      const response = await workerFetch(input, init);
+      if (opened++ > 0 || !response.body) return response;
+      const reader = response.body.getReader();
+      const first = await reader.read();
+      await reader.cancel();
+      return new Response(first.value, { status: response.status, headers: response.headers });
+    };
+    const events = watchJob("http://jobs.test", key, job_id, { fetch: flaky });
+    const seen: string[] = [];
+    const first = await events.next();
+    if (!first.done) seen.push(first.value.event);
+    const claimed = await workerFetch(`http://jobs.test/agent/${agent}/claim`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+      body: "{}",
+    });
+    const [job] = ((await claimed.json()) as { jobs: { lease_token: string }[] }).jobs;
+    await workerFetch(`http://jobs.test/agent/${agent}/job/${job_id}/event`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ event: "completed", lease_token: job?.lease_token }),
+    });
+    let next = await events.next();
+    while (!next.done) {
+      seen.push(next.value.event);
+      next = await events.next();
+    }
+    expect(seen).toEqual(["submitted", "acknowledged", "completed"]);
+    expect(next.value).toEqual({ job_id, status: "completed" });
+    expect(opened).toBe(2);
+  });
+});
 
 describe("the typed client (hc with AppType) against the Worker", () => {
   it("covers retry policies, delays, changed operations and cancel", async () => {
