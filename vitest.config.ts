@@ -9,7 +9,12 @@ export default defineConfig(async () => {
       cloudflareTest({
         wrangler: { configPath: "./wrangler.toml" },
         miniflare: {
-          bindings: { TEST_MIGRATIONS: migrations, KEY_CACHE_SECONDS: "0" },
+          bindings: {
+            TEST_MIGRATIONS: migrations,
+            KEY_CACHE_SECONDS: "0",
+            WEBHOOK_ALLOW_HOSTS: "127.0.0.1,receiver.test",
+            WEBHOOK_SECRET_KEY: "ZGV2LW9ubHktd2ViaG9vay1rZXktMzItYnl0ZXMhISE=",
+          },
           ratelimits: {
             READ_LIMITER: { simple: { limit: 1_000_000, period: 60 } },
             WRITE_LIMITER: { simple: { limit: 1_000_000, period: 60 } },

@@ -14,8 +14,10 @@ import { jobEvents } from "./routes/job-events";
 import { jobs } from "./routes/jobs";
 import { keys } from "./routes/keys";
 import { registerSecuritySchemes } from "./routes/security";
+import { webhooks } from "./routes/webhooks";
 import { BOOKMARK_HEADER, d1Session } from "./session";
 import { utf8Body } from "./utf8-body";
+import { handleWebhookBatch, type WebhookMessage } from "./webhooks";
 
 const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -77,7 +79,8 @@ const routes = app
   .route("/", jobs)
   .route("/", jobEvents)
   .route("/", agents)
-  .route("/", keys);
+  .route("/", keys)
+  .route("/", webhooks);
 
 app.doc31("/openapi.json", {
   openapi: "3.1.0",
@@ -94,6 +97,10 @@ app.doc31("/openapi.json", {
       description: "Agents register, claim jobs under a lease, and report what happened",
     },
     { name: "keys", description: "Create, list, revoke and rotate API keys (scope admin)" },
+    {
+      name: "webhooks",
+      description: "Be told when jobs end: signed POSTs through a queue (scope admin)",
+    },
     { name: "service", description: "Health and documentation" },
   ],
 });
@@ -114,4 +121,8 @@ app.notFound(notFoundOrMethodNotAllowed(app.routes));
 export type AppType = typeof routes;
 export { ClaimWaiters } from "./wakeups";
 export { app };
-export default { fetch: app.fetch, scheduled } satisfies ExportedHandler<Env>;
+export default {
+  fetch: app.fetch,
+  scheduled,
+  queue: (batch, env, _ctx) => handleWebhookBatch(batch as MessageBatch<WebhookMessage>, env),
+} satisfies ExportedHandler<Env>;

@@ -1,5 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import { type FeedPosition, readFeed, touchAgents } from "./db/agents";
+import { anyWebhooks } from "./db/webhooks";
 import { agentTtlSeconds } from "./domain/agent-settings";
 import { concerns } from "./domain/target";
 
@@ -49,6 +50,8 @@ const ANY_FANOUT = 2;
 const KEPT = 1024;
 /** How often the object reads D1's change feed while claims wait or agents are known idle. */
 const FEED_MS = 1000;
+/** How long the object trusts what it knows of whether any webhook exists. */
+const WEBHOOKS_RECHECK_MS = 60_000;
 /** An idle agent is sent to D1 at least this often, whatever the object believes. */
 const VOUCH_MAX_MS = 300_000;
 
@@ -148,8 +151,43 @@ export class ClaimWaiters extends DurableObject<Env> {
     });
   }
 
-  /** Jobs got new events: wakes their watchers. Returns how many watch now (0: writers may rest). */
-  jobsChanged(changes: JobChange[]): number {
+  /**
+   * Jobs got new events: wakes their watchers and, while any webhook exists, enqueues the change
+   * for the webhook consumer (src/webhooks.ts). Returns how many listen now: watchers, and one
+   * for the webhooks (0: writers may rest).
+   */
+  async jobsChanged(changes: JobChange[]): Promise<number> {
+    const hooks = await this.webhooksExist();
+    if (hooks) await this.enqueueChanges(changes);
+    return this.noteChanges(changes) + (hooks ? 1 : 0);
+  }
+
+  /** A webhook was created or deleted: look again whether any exists. */
+  webhooksChanged(): void {
+    this.webhooksKnown = undefined;
+  }
+
+  private webhooksKnown: { exists: boolean; at: number } | undefined;
+
+  private async webhooksExist(): Promise<boolean> {
+    const now = Date.now();
+    if (this.webhooksKnown === undefined || now - this.webhooksKnown.at > WEBHOOKS_RECHECK_MS)
+      this.webhooksKnown = { exists: await anyWebhooks(this.env.DB), at: now };
+    return this.webhooksKnown.exists;
+  }
+
+  private async enqueueChanges(changes: JobChange[]): Promise<void> {
+    const byRevision = new Map<number, string[]>();
+    for (const { job, revision } of changes)
+      if (revision < Number.MAX_SAFE_INTEGER)
+        byRevision.set(revision, [...(byRevision.get(revision) ?? []), job]);
+    if (byRevision.size === 0) return;
+    await this.env.WEBHOOK_QUEUE.sendBatch(
+      [...byRevision].map(([revision, jobs]) => ({ body: { kind: "changes", revision, jobs } })),
+    );
+  }
+
+  private noteChanges(changes: JobChange[]): number {
     for (const change of changes) {
       this.changes.push(change);
       for (const watch of [...this.watches])
@@ -334,6 +372,15 @@ export const announce = teller<Announcement>((stub, news) => stub.announce(news)
  * timed read.
  */
 export const jobsChanged = teller<JobChange>((stub, news) => stub.jobsChanged(news));
+
+/** After a webhook was created or deleted: the object looks again whether to enqueue changes. */
+export function webhooksChanged(ctx: Ctx, env: Env): void {
+  ctx.waitUntil(
+    claimWaiters(env)
+      .webhooksChanged()
+      .catch(() => {}),
+  );
+}
 
 /** After an agent's registration changed: the object vouches no more for it. */
 export function forgetAgent(ctx: Ctx, env: Env, hostname: string): void {

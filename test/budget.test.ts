@@ -155,9 +155,14 @@ describe("D1 budget with 10,000 jobs, key already verified", () => {
 });
 
 describe("retries, delays and cancel with 10,000 jobs", () => {
-  it("a failure report that makes the next attempt is one round trip, and so is a cancel", async () => {
+  it("a failure report that makes the next attempt is one round trip, and so is a cancel, with a webhook listening", async () => {
     const host = `budget-${crypto.randomUUID().slice(0, 8)}`;
     expectOneCall(await measure("PUT", `/agent/${host}`, { key, body: {} }), 200);
+    const hook = await measure("POST", "/webhooks", {
+      key,
+      body: { url: "https://receiver.test/budget", events: ["job.failed", "job.retried"] },
+    });
+    expect(hook.response.status, hook.body).toBe(201);
     const body = {
       operation: { type: "budget" },
       target_hostname: host,

@@ -343,6 +343,7 @@ export const jobs = createRouter()
     noteWrite(c, job);
     if (dueNow(notBefore, now))
       announce(c.executionCtx, c.env, [{ target, revision: job.revision }]);
+    jobsChanged(c.executionCtx, c.env, [{ job: job.job_id, revision: job.revision }]);
     c.header("Location", `/job/${job.job_id}`);
     return c.json(job, 201);
   })
