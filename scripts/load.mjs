@@ -181,7 +181,9 @@ const cycle = [
         operation: { type: "load.echo", data: { n: turn } },
         // Half retry themselves: failures below make attempts inside the report's batch.
         ...(turn % 2 === 0
-          ? { retry_policy: { max_attempts: 3, backoff: "fixed", delay_seconds: 1, jitter: "none" } }
+          ? {
+              retry_policy: { max_attempts: 3, backoff: "fixed", delay_seconds: 1, jitter: "none" },
+            }
           : {}),
       }),
     remember: created("job"),
