@@ -291,18 +291,6 @@ function holdLease(api, leasePath, body, who, cancel) {
   };
 }
 
-/**
- * The job's attempt in its retry chain. A claim from a service older than retry policies has no
- * `attempt`: then the runs of the same operation by this agent count instead, since every attempt
- * of a chain carries its original's operation.
- */
-function attemptOf(job, runs) {
-  if (job.attempt !== undefined) return job.attempt;
-  const operation = JSON.stringify(job.operation);
-  runs.set(operation, (runs.get(operation) ?? 0) + 1);
-  return runs.get(operation);
-}
-
 /** Resolves with the operation, or rejects as soon as `signal` aborts (the job was cancelled). */
 function unlessCancelled(promise, signal) {
   return new Promise((resolve, reject) => {
@@ -317,7 +305,8 @@ async function run(job, settings, signal) {
   const type = job.operation.type;
   const failFirst = settings.failFirst.get(type);
   if (failFirst !== undefined) {
-    const attempt = attemptOf(job, settings.runs);
+    // A service older than retry policies sends no attempt: every job is a first attempt there.
+    const attempt = job.attempt ?? 1;
     if (attempt <= failFirst)
       return {
         event: "failed",
@@ -356,7 +345,6 @@ async function main() {
   const settings = {
     catRoot: await catRootOf(opts["cat-root"]),
     failFirst: parseFailFirst(opts["fail-first"]),
-    runs: new Map(),
   };
   const api = client(url, key);
   const agentPath = `/agent/${encodeURIComponent(hostname)}`;
