@@ -182,7 +182,8 @@ function policyOf(policy) {
       ? `waits ${policy.delay_seconds}s`
       : `waits ${policy.delay_seconds}s doubling up to ${policy.max_delay_seconds}s`;
   const jitter = policy.jitter === "full" ? "full jitter" : "no jitter";
-  return `${policy.max_attempts} attempts, ${wait}, ${jitter}, on ${policy.retry_on.join(" or ")}`;
+  const attempts = `${policy.max_attempts} attempt${policy.max_attempts === 1 ? "" : "s"}`;
+  return `${attempts}, ${wait}, ${jitter}, on ${policy.retry_on.join(" or ")}`;
 }
 
 async function jobList(conf, values, out) {
