@@ -7,7 +7,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 
-const USAGE = `usage: agent [--hostname H] [--labels key=value,...] [--once] [--limit N] [--lease S] [--wait S] [--interval S] [--cat-root DIR]
+const USAGE = `usage: agent [--hostname H] [--labels key=value,...] [--once] [--limit N] [--lease S] [--wait S] [--interval S] [--cat-root DIR] [--fail-first N:TYPE]...
 
   --hostname H     the name jobs target (default: this machine's hostname)
   --labels L       labels for label targets, e.g. group=web.dev.us-east,os=debian
@@ -19,6 +19,10 @@ const USAGE = `usage: agent [--hostname H] [--labels key=value,...] [--once] [--
                    0 with --once): the service answers the moment a job is due for this agent
   --interval S     with --wait 0, seconds between claims when nothing is due (default 2)
   --cat-root DIR   lets cat read regular files inside DIR (at most 60 KiB); without it cat fails
+  --fail-first N:TYPE
+                   fails attempts 1 to N of every job of operation type TYPE on purpose (the
+                   job's attempt in its retry chain, from the claim), to watch automatic
+                   retries; may be given once per type, e.g. --fail-first 2:echo
 
 operations:  echo {data}        completes with data as the result
              sleep {seconds}    waits, then completes
@@ -32,6 +36,8 @@ leases:  each claimed job carries a lease_token that every report for it sends b
          lease extension answered 403 (the key may not act for this host), 404 or 409 (the lease
          expired, was superseded or the job was already reported) is logged and the agent moves on
          to the next job; a 403 on register or claim stops the agent with exit code 1.
+cancel:  a report or lease extension answered 409 cancelled means an operator cancelled the job:
+         the agent stops the operation, sends nothing more for it, logs one line and moves on.
 
 environment:  JOBS_URL (default http://127.0.0.1:8787), JOBS_API_KEY (a key with agent:write)`;
 
@@ -43,11 +49,11 @@ const ERROR_MAX_CHARS = 4096;
 
 const OPERATIONS = {
   echo: async (op) => ({ result: op.data ?? null, changed: false }),
-  sleep: async (op) => {
+  sleep: async (op, { signal }) => {
     const seconds = Number(op.seconds ?? 1);
     if (!Number.isFinite(seconds) || seconds < 0 || seconds > 3600)
       throw new Error("seconds must be between 0 and 3600");
-    await sleep(seconds * 1000);
+    await sleep(seconds * 1000, undefined, { signal });
     return { result: { slept: seconds }, changed: false };
   },
   fail: async (op) => {
@@ -137,6 +143,7 @@ function options() {
         interval: { type: "string" },
         wait: { type: "string" },
         "cat-root": { type: "string" },
+        "fail-first": { type: "string", multiple: true },
         help: { type: "boolean", short: "h" },
       },
     }).values;
@@ -164,6 +171,19 @@ function parseLabels(value) {
   return labels;
 }
 
+/** --fail-first N:TYPE, given once per type, as a map TYPE → N. */
+function parseFailFirst(values = []) {
+  const failFirst = new Map();
+  for (const value of values) {
+    const match = /^(\d+):(.+)$/.exec(value);
+    if (!match) fail(`--fail-first wants N:TYPE, e.g. 2:echo, got "${value}"`);
+    const [, n, type] = match;
+    if (failFirst.has(type)) fail(`--fail-first names ${type} twice`);
+    failFirst.set(type, integer(n, 0, 1, 100, "fail-first N"));
+  }
+  return failFirst;
+}
+
 /** --cat-root as given (absolute) and as its realpath; undefined when cat is disabled. */
 async function catRootOf(value) {
   if (value === undefined) return undefined;
@@ -189,6 +209,10 @@ const RETRIES = 5;
 const TRANSIENT = new Set([429, 502, 503, 504]);
 /** A job is no longer ours: 403 the key may not act for this host, 404 deleted, 409 lease lost. */
 const NOT_OURS = new Set([403, 404, 409]);
+
+/** An operator cancelled the job: its holder stops and sends nothing more for it. */
+const isCancelled = (error) =>
+  error instanceof ApiError && error.status === 409 && error.reason === "cancelled";
 
 /** A 403 on register or claim: this key cannot act as this hostname, and retrying will not help. */
 function denied(error, hostname) {
@@ -238,8 +262,9 @@ function client(url, key) {
  * Extends a running job's lease by `body.lease_seconds` every half of that, so a long operation is
  * not handed out again. Returns a stop function that also waits for an extension in flight, so none lands
  * after the report. A refused extension is logged; the job's report will then get its own 409.
+ * An extension answered 409 `cancelled` aborts `cancel` instead: the job is stopped, not reported.
  */
-function holdLease(api, leasePath, body, who) {
+function holdLease(api, leasePath, body, who, cancel) {
   let inFlight;
   const extend = async () => {
     try {
@@ -247,6 +272,7 @@ function holdLease(api, leasePath, body, who) {
     } catch (error) {
       const lost = error instanceof ApiError && NOT_OURS.has(error.status);
       if (lost) clearInterval(timer);
+      if (isCancelled(error)) return cancel.abort();
       console.error(
         `agent: ${who}: lease extension failed (${error.message})${lost ? "; the job is no longer ours" : ""}`,
       );
@@ -265,12 +291,35 @@ function holdLease(api, leasePath, body, who) {
   };
 }
 
-async function run(job, settings) {
-  const operation = OPERATIONS[job.operation.type];
-  if (!operation) return { event: "skipped", error: `unsupported operation ${job.operation.type}` };
+/** Resolves with the operation, or rejects as soon as `signal` aborts (the job was cancelled). */
+function unlessCancelled(promise, signal) {
+  return new Promise((resolve, reject) => {
+    const stop = () => reject(signal.reason);
+    if (signal.aborted) return stop();
+    signal.addEventListener("abort", stop, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", stop));
+  });
+}
+
+async function run(job, settings, signal) {
+  const type = job.operation.type;
+  const failFirst = settings.failFirst.get(type);
+  if (failFirst !== undefined) {
+    // A service older than retry policies sends no attempt: every job is a first attempt there.
+    const attempt = job.attempt ?? 1;
+    if (attempt <= failFirst)
+      return {
+        event: "failed",
+        error: `attempt ${attempt} failed on purpose (--fail-first ${failFirst}:${type})`,
+      };
+  }
+  const operation = OPERATIONS[type];
+  if (!operation) return { event: "skipped", error: `unsupported operation ${type}` };
   try {
-    return { event: "completed", ...(await operation(job.operation, settings)) };
+    const done = await unlessCancelled(operation(job.operation, { ...settings, signal }), signal);
+    return { event: "completed", ...done };
   } catch (error) {
+    if (signal.aborted) return { cancelled: true };
     const message = error instanceof Error ? error.message : String(error);
     return { event: "failed", error: message.slice(0, ERROR_MAX_CHARS) };
   }
@@ -293,7 +342,10 @@ async function main() {
     wait_seconds: integer(opts.wait, opts.once ? 0 : 30, 0, 60, "wait"),
   };
   const interval = integer(opts.interval, 2, 1, 3600, "interval");
-  const settings = { catRoot: await catRootOf(opts["cat-root"]) };
+  const settings = {
+    catRoot: await catRootOf(opts["cat-root"]),
+    failFirst: parseFailFirst(opts["fail-first"]),
+  };
   const api = client(url, key);
   const agentPath = `/agent/${encodeURIComponent(hostname)}`;
 
@@ -343,20 +395,32 @@ async function main() {
       // Every report proves this delivery with its token; a stale delivery's report gets 409.
       const token = { lease_token: job.lease_token };
       const lease = { ...token, lease_seconds: claim.lease_seconds };
-      const release = holdLease(api, `${jobPath}/lease`, lease, `${hostname} ${job.id}`);
-      return { job, jobPath, token, release };
+      const cancel = new AbortController();
+      const release = holdLease(api, `${jobPath}/lease`, lease, `${hostname} ${job.id}`, cancel);
+      return { job, jobPath, token, release, cancel };
     });
-    for (const { job, jobPath, token, release } of held) {
+    const cancelled = (job) =>
+      console.log(`${hostname} ${job.id} ${job.operation.type}: stopped: the job was cancelled`);
+    for (const { job, jobPath, token, release, cancel } of held) {
       try {
+        if (cancel.signal.aborted) {
+          await release();
+          cancelled(job);
+          continue;
+        }
         await api("POST", `${jobPath}/event`, { event: "started", ...token }).catch((error) => {
           // A started that landed before its connection was lost, sent again: it is ours.
           if (!(error instanceof ApiError && error.reason === "already started")) throw error;
         });
         let outcome;
         try {
-          outcome = await run(job, settings);
+          outcome = await run(job, settings, cancel.signal);
         } finally {
           await release();
+        }
+        if (outcome.cancelled) {
+          cancelled(job);
+          continue;
         }
         const answer = await api("POST", `${jobPath}/event`, { ...outcome, ...token });
         console.log(
@@ -364,6 +428,10 @@ async function main() {
         );
       } catch (error) {
         await release();
+        if (isCancelled(error)) {
+          cancelled(job);
+          continue;
+        }
         // Lease lost, superseded or already reported (409), job deleted (404), or the key may not
         // act for this host (403): the job is not ours to finish, and the report is not retried.
         if (!(error instanceof ApiError) || !NOT_OURS.has(error.status)) throw error;

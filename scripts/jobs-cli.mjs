@@ -4,11 +4,28 @@ import { parseArgs } from "node:util";
 
 const USAGE = `usage: jobs <command> [options]
 
-  job list [--status S] [--limit N] [--cursor C]   newest first; S: unprocessed, processing,
-                                                   completed, failed, partial_failure, skipped;
+  job list [--status S] [--due true|false] [--exhausted] [--root ID] [--limit N] [--cursor C]
+                                                   newest first; S: unprocessed, processing,
+                                                   completed, failed, partial_failure, skipped,
+                                                   cancelled; --due false: only jobs waiting for
+                                                   their not_before; --exhausted: only dead letters
+                                                   (their retries ran out); --root: one retry chain;
                                                    C: the "next:" a page ends with (or --offset N)
-  job get <id>                                     status, lineage, responses and timeline
-  job retry <id> [--target T]                      a new job from the same operation (T: _any by default)
+  job get <id>                                     status, lineage, retry policy, responses, timeline
+  job retry <id> [--target T] [--operation JSON | --patch JSON] [--policy JSON]
+                 [--reset-attempts] [--delay S | --not-before TIME]
+                                                   a new job from the same operation (T: _any by
+                                                   default); --operation replaces it, --patch merges
+                                                   into it (RFC 7396: null removes a key, objects
+                                                   merge); --policy replaces the retry policy (null:
+                                                   none); --reset-attempts counts from attempt 1
+                                                   again; --delay/--not-before: not before then
+  job cancel <id>                                  a job no agent holds ends cancelled; one an agent
+                                                   holds, at the agent's next report or lease
+                                                   extension (cancel requested); finished: exit 1
+  job cancel <id> <id>... | --status S [--limit N] [--dry-run]
+                                                   up to 100 jobs (the oldest in S), a result each;
+                                                   --dry-run says what would happen, writes nothing
   job delete <id>
   agent list                                       registered agents and whether they are ready
 
@@ -39,6 +56,16 @@ function parse(argv) {
         offset: { type: "string" },
         cursor: { type: "string" },
         target: { type: "string" },
+        due: { type: "string" },
+        exhausted: { type: "boolean" },
+        root: { type: "string" },
+        operation: { type: "string" },
+        patch: { type: "string" },
+        policy: { type: "string" },
+        delay: { type: "string" },
+        "not-before": { type: "string" },
+        "reset-attempts": { type: "boolean" },
+        "dry-run": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -127,9 +154,48 @@ function integer(value, name) {
   return value;
 }
 
+function json(value, name) {
+  if (value === undefined) return undefined;
+  try {
+    return JSON.parse(value);
+  } catch {
+    throw new CliError(`--${name} must be JSON, e.g. '{"type":"echo"}'`, EXIT.usage);
+  }
+}
+
+/** `2/3` when a retry policy counts the attempts, else `2`. */
+const attemptOf = (job) =>
+  job.retry_policy ? `${job.attempt}/${job.retry_policy.max_attempts}` : job.attempt;
+
+/** The status, with what a person needs to know about it next. */
+function statusOf(job) {
+  if (job.retries_exhausted) return `${job.status} (exhausted)`;
+  if (job.cancel_requested && job.status === "processing")
+    return `${job.status} (cancel requested)`;
+  return job.status;
+}
+
+function policyOf(policy) {
+  if (!policy) return undefined;
+  const wait =
+    policy.backoff === "fixed"
+      ? `waits ${policy.delay_seconds}s`
+      : `waits ${policy.delay_seconds}s doubling up to ${policy.max_delay_seconds}s`;
+  const jitter = policy.jitter === "full" ? "full jitter" : "no jitter";
+  const attempts = `${policy.max_attempts} attempt${policy.max_attempts === 1 ? "" : "s"}`;
+  return `${attempts}, ${wait}, ${jitter}, on ${policy.retry_on.join(" or ")}`;
+}
+
 async function jobList(conf, values, out) {
   const query = new URLSearchParams();
   if (values.status) query.set("status", values.status);
+  if (values.due !== undefined) {
+    if (values.due !== "true" && values.due !== "false")
+      throw new CliError("--due must be true or false", EXIT.usage);
+    query.set("due", values.due);
+  }
+  if (values.exhausted) query.set("retries_exhausted", "true");
+  if (values.root) query.set("root_job_id", values.root);
   const limit = integer(values.limit, "limit");
   const offset = integer(values.offset, "offset");
   if (limit) query.set("limit", limit);
@@ -141,10 +207,11 @@ async function jobList(conf, values, out) {
     out(
       table(page.items, [
         ["ID", (j) => j.id],
-        ["STATUS", (j) => j.status],
+        ["STATUS", statusOf],
         ["TARGET", (j) => j.target_hostname],
         ["TYPE", (j) => j.operation?.type],
-        ["ATTEMPT", (j) => j.attempt],
+        ["ATTEMPT", attemptOf],
+        ["NOT BEFORE", (j) => time(j.not_before)],
         ["REVISION", (j) => j.revision],
         ["CREATED", (j) => time(j.created)],
       ]),
@@ -162,15 +229,23 @@ async function jobGet(conf, values, positionals, out) {
   if (values.json) return out(JSON.stringify(job, null, 2));
   const fields = [
     ["id", job.id],
-    ["status", job.status],
+    ["status", statusOf(job)],
     ["target", job.target_hostname],
     ["operation", JSON.stringify(job.operation)],
     ["created", time(job.created)],
     ["updated", time(job.updated_at)],
     ["revision", job.revision],
-    ["attempt", job.attempt],
+    ["attempt", attemptOf(job)],
+    ["retry policy", policyOf(job.retry_policy)],
+    ["not before", job.not_before && time(job.not_before)],
     ["retry of", job.retry_of],
+    ["retried by", job.retried_by],
+    ["retried as", job.retried_as?.join(", ") || undefined],
     ["root job", job.root_job_id],
+    [
+      "operation changed",
+      job.operation_changed ? "yes: differs from the job it retries" : undefined,
+    ],
     ["changed", job.changed],
     ["hostname", job.hostname],
     ["error", job.error],
@@ -199,13 +274,87 @@ async function jobGet(conf, values, positionals, out) {
   );
 }
 
+function retryBody(values) {
+  if (values.operation !== undefined && values.patch !== undefined)
+    throw new CliError("give --operation or --patch, not both", EXIT.usage);
+  if (values.delay !== undefined && values["not-before"] !== undefined)
+    throw new CliError("give --delay or --not-before, not both", EXIT.usage);
+  const delay = integer(values.delay, "delay");
+  const body = {
+    target_hostname: values.target,
+    operation: json(values.operation, "operation"),
+    operation_patch: json(values.patch, "patch"),
+    retry_policy: json(values.policy, "policy"),
+    reset_attempts: values["reset-attempts"],
+    delay_seconds: delay === undefined ? undefined : Number(delay),
+    not_before: values["not-before"],
+  };
+  const given = Object.entries(body).filter(([, value]) => value !== undefined);
+  return given.length > 0 ? Object.fromEntries(given) : undefined;
+}
+
 async function jobRetry(conf, values, positionals, out) {
   const id = needId(positionals, "job retry");
-  const body = values.target === undefined ? undefined : { target_hostname: values.target };
+  const body = retryBody(values);
   const accepted = await request(conf, "POST", `/job/${id}/retry`, body);
   if (values.json) return out(JSON.stringify(accepted, null, 2));
   out(
     `retried ${decodeURIComponent(id)} as ${accepted.job_id} (status ${accepted.status}, revision ${accepted.revision})`,
+  );
+}
+
+const CANCELLED = {
+  cancelled: "cancelled",
+  cancel_requested: "cancel requested",
+  would_cancel: "would cancel",
+  would_request_cancel: "would request cancel",
+  finished: "finished",
+  not_found: "not found",
+};
+
+async function jobCancel(conf, values, positionals, out) {
+  const ids = positionals.slice(2);
+  if (ids.length === 0 && values.status === undefined)
+    throw new CliError(`job cancel needs a job id or --status\n\n${USAGE}`, EXIT.usage);
+  if (ids.length > 0 && values.status !== undefined)
+    throw new CliError("give job ids or --status, not both", EXIT.usage);
+  if (values.limit !== undefined && values.status === undefined)
+    throw new CliError("--limit goes with --status", EXIT.usage);
+  if (ids.length === 1 && !values["dry-run"]) {
+    const id = needId(positionals, "job cancel");
+    const done = await request(conf, "POST", `/job/${id}/cancel`);
+    if (values.json) return out(JSON.stringify(done, null, 2));
+    out(
+      done.outcome === "cancelled"
+        ? `cancelled ${done.job_id} (revision ${done.revision})`
+        : `cancel requested for ${done.job_id}: an agent holds it; it ends cancelled at the agent's next report or lease extension (revision ${done.revision})`,
+    );
+    return;
+  }
+  const limit = integer(values.limit, "limit");
+  const body = {
+    ...(ids.length > 0
+      ? { job_ids: ids }
+      : { status: values.status, ...(limit ? { limit: Number(limit) } : {}) }),
+    ...(values["dry-run"] ? { dry_run: true } : {}),
+  };
+  const done = await request(conf, "POST", "/job/cancel", body);
+  if (values.json) return out(JSON.stringify(done, null, 2));
+  if (done.results.length === 0) return out("no jobs to cancel");
+  out(
+    table(done.results, [
+      ["JOB", (r) => r.job_id],
+      ["OUTCOME", (r) => CANCELLED[r.outcome] ?? r.outcome],
+      ["ERROR", (r) => r.error],
+    ]),
+  );
+  const counts = new Map();
+  for (const r of done.results) counts.set(r.outcome, (counts.get(r.outcome) ?? 0) + 1);
+  const summary = [...counts].map(([outcome, n]) => `${n} ${CANCELLED[outcome] ?? outcome}`);
+  out(
+    done.dry_run
+      ? `dry run: ${summary.join(", ")}; nothing written`
+      : `${summary.join(", ")}${done.revision === null ? "" : ` (revision ${done.revision})`}`,
   );
 }
 
@@ -249,7 +398,7 @@ async function run(argv, { env, out, err }) {
       return EXIT.ok;
     }
     const command = positionals.slice(0, 2).join(" ");
-    const known = ["job list", "job get", "job retry", "job delete", "agent list"];
+    const known = ["job list", "job get", "job retry", "job cancel", "job delete", "agent list"];
     if (!known.includes(command)) {
       throw new CliError(
         `${command ? `unknown command: ${command}` : "no command given"}\n\n${USAGE}`,
@@ -260,6 +409,7 @@ async function run(argv, { env, out, err }) {
     if (command === "job list") await jobList(conf, values, out);
     else if (command === "job get") await jobGet(conf, values, positionals, out);
     else if (command === "job retry") await jobRetry(conf, values, positionals, out);
+    else if (command === "job cancel") await jobCancel(conf, values, positionals, out);
     else if (command === "job delete") await jobDelete(conf, values, positionals, out);
     else await agentList(conf, values, out);
     return EXIT.ok;

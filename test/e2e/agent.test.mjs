@@ -1,14 +1,13 @@
 // The README's agent walkthrough, against the running Worker: an admin makes a key for one
 // hostname, the reference agent registers with it (another key is refused), fails a job, the
-// operator retries it with the CLI, and the agent completes the retry.
+// operator retries it with the CLI, and the agent completes the retry. Then docs/retries.md's:
+// automatic retries until an attempt completes, and cancel of a waiting and of a held job.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { api, BASE, runScript } from "./helpers.mjs";
+import { api, runScript, startAgent, until } from "./helpers.mjs";
 
 const run = (name, args, key) => runScript(name, args, { JOBS_API_KEY: key });
 
@@ -95,29 +94,10 @@ test("a running agent waits in a long claim: a job submitted to it runs at once,
     scopes: ["agent:write"],
     agent_hostnames: [hostname],
   });
-  const file = fileURLToPath(new URL("../../scripts/agent.mjs", import.meta.url));
-  const agent = spawn(process.execPath, [file, "--hostname", hostname], {
-    env: { PATH: process.env.PATH, JOBS_URL: BASE, JOBS_API_KEY: key },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  agent.stdout.on("data", (chunk) => {
-    stdout += chunk;
-  });
-  agent.stderr.on("data", (chunk) => {
-    stderr += chunk;
-  });
-  const exited = new Promise((resolve) => agent.once("exit", resolve));
-  const until = async (what, seconds) => {
-    for (let i = 0; i < seconds * 20; i++) {
-      if (what()) return true;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    return false;
-  };
+  const agent = startAgent(["--hostname", hostname], key);
+  const printed = () => `${agent.output().stdout}\n${agent.output().stderr}`;
   try {
-    assert.ok(await until(() => stderr.includes("registered"), 10), stderr);
+    assert.ok(await until(() => agent.output().stderr.includes("registered"), 10), printed());
     // Registered, then waiting in its claim: give the claim a moment to reach the object.
     await new Promise((resolve) => setTimeout(resolve, 500));
     const sent = Date.now();
@@ -125,7 +105,7 @@ test("a running agent waits in a long claim: a job submitted to it runs at once,
       operation: { type: "echo", data: "woken" },
       target_hostname: hostname,
     });
-    assert.ok(await until(() => stdout.includes(job_id), 5), `${stdout}\n${stderr}`);
+    assert.ok(await until(() => agent.output().stdout.includes(job_id), 5), printed());
     const ran = Date.now() - sent;
     assert.ok(ran < 3000, `the job ran ${ran} ms after it was submitted`);
     const job = await api("GET", `/job/${job_id}`);
@@ -133,10 +113,191 @@ test("a running agent waits in a long claim: a job submitted to it runs at once,
     assert.equal(job.result, "woken");
 
     const stopped = Date.now();
-    agent.kill("SIGINT");
-    await exited;
+    await agent.stop("SIGINT");
     assert.ok(Date.now() - stopped < 3000, "a stop does not wait out the long claim");
   } finally {
-    agent.kill("SIGKILL");
+    await agent.stop();
+  }
+});
+
+/** A hostname and a key that may act only as it, for one agent of one test. */
+async function agentKey(name) {
+  const hostname = `e2e-${name}-${crypto.randomUUID().slice(0, 8)}`;
+  const { key } = await api("POST", "/keys", {
+    name: `e2e-${name}`,
+    scopes: ["agent:write"],
+    agent_hostnames: [hostname],
+  });
+  return { hostname, key };
+}
+
+const FIXED_1S = { max_attempts: 3, backoff: "fixed", delay_seconds: 1, jitter: "none" };
+
+/** The jobs of a retry chain, oldest first, in full. */
+async function chainOf(root) {
+  const page = await api("GET", `/job?root_job_id=${root}&limit=100`);
+  return Promise.all(page.items.reverse().map((job) => api("GET", `/job/${job.id}`)));
+}
+
+test("docs/retries.md's walkthrough: max_attempts 3 fails twice on the agent, is retried automatically, and completes at attempt 3", async () => {
+  const { hostname, key } = await agentKey("retry");
+  const agent = startAgent(["--hostname", hostname, "--fail-first", "2:echo"], key);
+  try {
+    assert.ok(await until(() => agent.output().stderr.includes("registered"), 10));
+    const { job_id: root } = await api("POST", "/job", {
+      operation: { type: "echo", data: "third time lucky" },
+      target_hostname: hostname,
+      retry_policy: FIXED_1S,
+    });
+    const done = await until(async () => {
+      const page = await api("GET", `/job?root_job_id=${root}&status=completed`);
+      return page.items.length > 0;
+    }, 30);
+    assert.ok(done, `${agent.output().stdout}\n${agent.output().stderr}`);
+    const chain = await chainOf(root);
+    assert.deepEqual(
+      chain.map((job) => [job.attempt, job.status, job.retried_by, job.retries_exhausted]),
+      [
+        [1, "failed", null, false],
+        [2, "failed", "automatic", false],
+        [3, "completed", "automatic", false],
+      ],
+    );
+    const [first, second, third] = chain;
+    assert.equal(first.error, "attempt 1 failed on purpose (--fail-first 2:echo)");
+    assert.equal(second.error, "attempt 2 failed on purpose (--fail-first 2:echo)");
+    assert.equal(third.result, "third time lucky");
+    assert.deepEqual(third.retry_policy, {
+      ...FIXED_1S,
+      max_delay_seconds: 3600,
+      retry_on: ["failed"],
+    });
+    for (const [before, after] of [
+      [first, second],
+      [second, third],
+    ]) {
+      assert.equal(after.retry_of, before.id);
+      assert.equal(after.root_job_id, root);
+      assert.deepEqual(before.retried_as, [after.id]);
+      assert.deepEqual(
+        before.timeline.map((entry) => entry.event),
+        ["submitted", "acknowledged", "started", "failed", "retried"],
+      );
+      const retried = before.timeline.at(-1);
+      assert.match(retried.message, new RegExp(`^Job retried automatically as ${after.id} after `));
+      // The wait is the policy's, and no claim handed the next attempt out before it.
+      const wait = Date.parse(after.not_before) - Date.parse(after.created);
+      assert.ok(Math.abs(wait - 1000) <= 1, `waited ${wait} ms`);
+      const handedOut = after.timeline.find((entry) => entry.event === "acknowledged");
+      assert.ok(Date.parse(handedOut.timestamp) >= Date.parse(after.not_before));
+    }
+    // The agent may also have run `_any` jobs other tests left behind.
+    const lines = agent.output().stdout.split("\n");
+    assert.deepEqual(
+      chain.map((job) => lines.find((line) => line.includes(job.id))),
+      [
+        `${hostname} ${first.id} echo: failed: attempt 1 failed on purpose (--fail-first 2:echo) (job failed)`,
+        `${hostname} ${second.id} echo: failed: attempt 2 failed on purpose (--fail-first 2:echo) (job failed)`,
+        `${hostname} ${third.id} echo: completed (job completed)`,
+      ],
+    );
+
+    const listed = await runScript("jobs-cli.mjs", ["job", "list", "--root", root]);
+    assert.equal(listed.code, 0, listed.stderr);
+    const rows = listed.stdout.split("\n").filter((line) => line.includes(hostname));
+    assert.equal(rows.length, 3, listed.stdout);
+    assert.match(rows[0], new RegExp(`^${third.id}\\s+completed\\s+${hostname}\\s+echo\\s+3/3\\s`));
+    assert.match(rows[2], new RegExp(`^${root}\\s+failed\\s+${hostname}\\s+echo\\s+1/3\\s+-\\s`));
+  } finally {
+    await agent.stop();
+  }
+});
+
+test("an automatic attempt waiting for its time is cancelled from the CLI, and the chain stops there", async () => {
+  const { hostname, key } = await agentKey("cancel-wait");
+  const runOnce = () =>
+    run("agent.mjs", ["--hostname", hostname, "--once", "--fail-first", "1:echo"], key);
+  assert.equal((await runOnce()).code, 0);
+  const { job_id: root } = await api("POST", "/job", {
+    operation: { type: "echo", data: "never" },
+    target_hostname: hostname,
+    retry_policy: { ...FIXED_1S, delay_seconds: 600 },
+  });
+  const failed = await runOnce();
+  assert.equal(failed.code, 0, failed.stderr);
+  const [first, second] = await chainOf(root);
+  assert.equal(first.status, "failed");
+  assert.equal(second.retried_by, "automatic");
+
+  const waiting = await runScript("jobs-cli.mjs", [
+    "job",
+    "list",
+    "--due",
+    "false",
+    "--root",
+    root,
+  ]);
+  assert.equal(waiting.code, 0, waiting.stderr);
+  assert.match(
+    waiting.stdout,
+    new RegExp(`^${second.id}\\s+unprocessed\\s+${hostname}\\s+echo\\s+2/3\\s+\\d{4}-`, "m"),
+  );
+  const cancelled = await runScript("jobs-cli.mjs", ["job", "cancel", second.id]);
+  assert.equal(cancelled.code, 0, cancelled.stderr);
+  assert.match(cancelled.stdout, new RegExp(`^cancelled ${second.id} `));
+
+  assert.equal((await runOnce()).code, 0);
+  const chain = await chainOf(root);
+  assert.deepEqual(
+    chain.map((job) => [job.attempt, job.status]),
+    [
+      [1, "failed"],
+      [2, "cancelled"],
+    ],
+  );
+  assert.deepEqual(
+    chain[1].timeline.map((entry) => entry.event),
+    ["submitted", "cancelled"],
+  );
+});
+
+test("a job the agent holds is cancelled: the agent stops it, says so in one line, and goes on", async () => {
+  const { hostname, key } = await agentKey("cancel-held");
+  const agent = startAgent(["--hostname", hostname, "--lease", "6"], key);
+  try {
+    assert.ok(await until(() => agent.output().stderr.includes("registered"), 10));
+    const { job_id: id } = await api("POST", "/job", {
+      operation: { type: "sleep", seconds: 60 },
+      target_hostname: hostname,
+    });
+    const started = async () =>
+      (await api("GET", `/job/${id}`)).timeline.some((entry) => entry.event === "started");
+    assert.ok(await until(started, 10));
+    const asked = await runScript("jobs-cli.mjs", ["job", "cancel", id]);
+    assert.equal(asked.code, 0, asked.stderr);
+    assert.match(asked.stdout, new RegExp(`^cancel requested for ${id}: an agent holds it`));
+    assert.equal((await api("GET", `/job/${id}`)).status, "processing");
+
+    const line = `${hostname} ${id} sleep: stopped: the job was cancelled`;
+    assert.ok(
+      await until(() => agent.output().stdout.includes(line), 10),
+      `${agent.output().stdout}\n${agent.output().stderr}`,
+    );
+    const job = await api("GET", `/job/${id}`);
+    assert.equal(job.status, "cancelled");
+    assert.deepEqual(job.timeline.map((entry) => entry.event).slice(-3), [
+      "cancel_requested",
+      "skipped",
+      "cancelled",
+    ]);
+    assert.equal(agent.output().stderr.trim().split("\n").length, 1, agent.output().stderr);
+
+    const { job_id: next } = await api("POST", "/job", {
+      operation: { type: "echo", data: "still here" },
+      target_hostname: hostname,
+    });
+    assert.ok(await until(() => agent.output().stdout.includes(`${next} echo: completed`), 10));
+  } finally {
+    await agent.stop();
   }
 });

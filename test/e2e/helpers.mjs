@@ -1,7 +1,7 @@
 // What the end-to-end tests share: the running Worker's API as the admin key sees it, and the
 // project's command-line scripts run as a user runs them.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 export const BASE = process.env.E2E_URL;
@@ -30,4 +30,40 @@ export function runScript(name, args, env = {}) {
       (error, stdout, stderr) => resolve({ code: error ? error.code : 0, stdout, stderr }),
     );
   });
+}
+
+/** Waits up to `seconds` for `what()` to be true; whether it became true. */
+export async function until(what, seconds) {
+  for (let i = 0; i < seconds * 20; i++) {
+    if (await what()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return false;
+}
+
+/**
+ * The reference agent left running, as an operator starts it; `output()` is what it printed so
+ * far, `stop(signal)` ends it and waits for its exit.
+ */
+export function startAgent(args, key) {
+  const file = fileURLToPath(new URL("../../scripts/agent.mjs", import.meta.url));
+  const agent = spawn(process.execPath, [file, ...args], {
+    env: { PATH: process.env.PATH, JOBS_URL: BASE, JOBS_API_KEY: key },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const printed = { stdout: "", stderr: "" };
+  agent.stdout.on("data", (chunk) => {
+    printed.stdout += chunk;
+  });
+  agent.stderr.on("data", (chunk) => {
+    printed.stderr += chunk;
+  });
+  const exited = new Promise((resolve) => agent.once("exit", resolve));
+  return {
+    output: () => printed,
+    stop: async (signal = "SIGKILL") => {
+      agent.kill(signal);
+      await exited;
+    },
+  };
 }

@@ -1,7 +1,7 @@
 // scripts/jobs-cli.mjs as an operator runs it, against the running Worker.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ADMIN, api, BASE, runScript } from "./helpers.mjs";
+import { ADMIN, api, BASE, runScript, until } from "./helpers.mjs";
 
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
 const cli = (args, env) => runScript("jobs-cli.mjs", args, env);
@@ -17,14 +17,17 @@ test("job list: a table for people, the API's JSON with --json", async () => {
   const table = await cli(["job", "list", "--limit", "100"]);
   assert.equal(table.code, 0, table.stderr);
   const lines = table.stdout.trim().split("\n");
-  assert.match(lines[0], /^ID\s+STATUS\s+TARGET\s+TYPE\s+ATTEMPT\s+REVISION\s+CREATED$/);
+  assert.match(
+    lines[0],
+    /^ID\s+STATUS\s+TARGET\s+TYPE\s+ATTEMPT\s+NOT BEFORE\s+REVISION\s+CREATED$/,
+  );
   const rows = lines.filter((line) => UUID.test(line));
   assert.ok(
     rows.findIndex((r) => r.startsWith(second)) < rows.findIndex((r) => r.startsWith(first)),
   );
   assert.match(
     rows.find((r) => r.startsWith(first)),
-    /unprocessed\s+_any\s+cli\.list\.one\s+1\s+\d+/,
+    /unprocessed\s+_any\s+cli\.list\.one\s+1\s+-\s+\d+/,
   );
   assert.match(
     lines.at(-1),
@@ -81,6 +84,181 @@ test("job retry: the new job is a retry of the original, to _any or to --target"
   assert.equal(broadcast.code, 0, broadcast.stderr);
   const accepted = JSON.parse(broadcast.stdout);
   assert.equal((await api("GET", `/job/${accepted.job_id}`)).target_hostname, "_all");
+});
+
+const POLICY = { max_attempts: 3, backoff: "fixed", delay_seconds: 1, jitter: "none" };
+
+test("job get and job list: attempt of max, the policy, not before; --due false lists waiting jobs", async () => {
+  const { job_id: id } = await api("POST", "/job", {
+    operation: { type: "cli.delayed" },
+    retry_policy: POLICY,
+    delay_seconds: 600,
+  });
+  const shown = await cli(["job", "get", id]);
+  assert.equal(shown.code, 0, shown.stderr);
+  assert.match(shown.stdout, /^attempt\s+1\/3$/m);
+  assert.match(shown.stdout, /^retry policy\s+3 attempts, waits 1s, no jitter, on failed$/m);
+  assert.match(shown.stdout, /^not before\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/m);
+
+  const waiting = await cli(["job", "list", "--due", "false", "--limit", "100"]);
+  assert.equal(waiting.code, 0, waiting.stderr);
+  assert.match(
+    waiting.stdout,
+    new RegExp(`^${id}\\s+unprocessed\\s+_any\\s+cli\\.delayed\\s+1/3\\s+\\d{4}-`, "m"),
+  );
+  const due = await cli(["job", "list", "--due", "true", "--limit", "100", "--json"]);
+  assert.ok(!JSON.parse(due.stdout).items.some((job) => job.id === id));
+  assert.equal((await cli(["job", "list", "--due", "soon"])).code, 2);
+});
+
+test("job cancel: a delayed job ends cancelled; cancelling it again is 409, exit 1", async () => {
+  const { job_id: id } = await api("POST", "/job", {
+    operation: { type: "cli.cancel" },
+    delay_seconds: 600,
+  });
+  const cancelled = await cli(["job", "cancel", id]);
+  assert.equal(cancelled.code, 0, cancelled.stderr);
+  assert.match(cancelled.stdout.trim(), new RegExp(`^cancelled ${id} \\(revision \\d+\\)$`));
+  const job = await api("GET", `/job/${id}`);
+  assert.equal(job.status, "cancelled");
+  assert.deepEqual(
+    job.timeline.map((entry) => entry.event),
+    ["submitted", "cancelled"],
+  );
+  const waiting = await cli(["job", "list", "--due", "false", "--limit", "100", "--json"]);
+  assert.ok(!JSON.parse(waiting.stdout).items.some((j) => j.id === id));
+
+  const again = await cli(["job", "cancel", id]);
+  assert.equal(again.code, 1);
+  assert.equal(
+    again.stderr.trim(),
+    `jobs: job is already cancelled: job ${id} has finished; retry it instead (HTTP 409)`,
+  );
+  const json = await cli(["job", "cancel", id, "--json"]);
+  assert.equal(json.code, 1);
+  assert.equal(JSON.parse(json.stderr).code, 409);
+});
+
+test("job cancel many: --dry-run writes nothing, then a result per job", async () => {
+  const first = await createJob("cli.cancel.many");
+  const second = await createJob("cli.cancel.many");
+  const finished = await createJob("cli.cancel.many");
+  await cli(["job", "cancel", finished]);
+  const missing = "00000000-0000-4000-8000-000000000000";
+  const ids = [first, second, finished, missing];
+
+  const dry = await cli(["job", "cancel", ...ids, "--dry-run"]);
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.match(dry.stdout, /^JOB\s+OUTCOME\s+ERROR$/m);
+  assert.match(dry.stdout, new RegExp(`^${first}\\s+would cancel\\s+-$`, "m"));
+  assert.match(dry.stdout, new RegExp(`^${finished}\\s+finished\\s+job is cancelled$`, "m"));
+  assert.match(dry.stdout, new RegExp(`^${missing}\\s+not found\\s+job not found$`, "m"));
+  assert.equal(
+    dry.stdout.trim().split("\n").at(-1),
+    "dry run: 2 would cancel, 1 finished, 1 not found; nothing written",
+  );
+  assert.equal((await api("GET", `/job/${first}`)).status, "unprocessed");
+
+  const done = await cli(["job", "cancel", ...ids, "--json"]);
+  assert.equal(done.code, 0, done.stderr);
+  const body = JSON.parse(done.stdout);
+  assert.equal(body.dry_run, false);
+  assert.deepEqual(
+    body.results.map((r) => r.outcome),
+    ["cancelled", "cancelled", "finished", "not_found"],
+  );
+  assert.equal((await api("GET", `/job/${second}`)).status, "cancelled");
+
+  const byStatus = await cli(["job", "cancel", "--status", "unprocessed", "--dry-run", "--json"]);
+  assert.equal(byStatus.code, 0, byStatus.stderr);
+  assert.ok(JSON.parse(byStatus.stdout).results.every((r) => r.outcome.startsWith("would_")));
+  assert.equal((await cli(["job", "cancel"])).code, 2);
+  assert.equal((await cli(["job", "cancel", first, "--status", "failed"])).code, 2);
+  assert.equal((await cli(["job", "cancel", first, second, "--limit", "1"])).code, 2);
+});
+
+test("job retry: --patch merges into the operation, --operation replaces it, --delay and --reset-attempts", async () => {
+  const { job_id: id } = await api("POST", "/job", {
+    operation: { type: "cli.patch", data: { keep: 1, drop: 2, nested: { a: 1 } }, tags: ["x"] },
+    retry_policy: POLICY,
+  });
+  const patched = await cli([
+    "job",
+    "retry",
+    id,
+    "--patch",
+    '{"data":{"drop":null,"nested":{"b":2}},"tags":["y"]}',
+    "--delay",
+    "600",
+    "--json",
+  ]);
+  assert.equal(patched.code, 0, patched.stderr);
+  const retry = await api("GET", `/job/${JSON.parse(patched.stdout).job_id}`);
+  assert.deepEqual(retry.operation, {
+    type: "cli.patch",
+    data: { keep: 1, nested: { a: 1, b: 2 } },
+    tags: ["y"],
+  });
+  assert.equal(retry.operation_changed, true);
+  assert.equal(retry.attempt, 2);
+  assert.equal(retry.retried_by, "manual");
+  assert.ok(Date.parse(retry.not_before) > Date.now() + 500_000, retry.not_before);
+  const shown = await cli(["job", "get", retry.id]);
+  assert.match(shown.stdout, /^operation changed\s+yes/m);
+  assert.match(shown.stdout, /^retried by\s+manual$/m);
+
+  const replaced = await cli([
+    "job",
+    "retry",
+    retry.id,
+    "--operation",
+    '{"type":"cli.other"}',
+    "--reset-attempts",
+    "--policy",
+    "null",
+    "--json",
+  ]);
+  assert.equal(replaced.code, 0, replaced.stderr);
+  const fresh = await api("GET", `/job/${JSON.parse(replaced.stdout).job_id}`);
+  assert.deepEqual(fresh.operation, { type: "cli.other" });
+  assert.equal(fresh.attempt, 1);
+  assert.equal(fresh.retry_policy, null);
+  assert.equal(fresh.root_job_id, id);
+
+  const invalid = await cli(["job", "retry", id, "--patch", '{"type":null}']);
+  assert.equal(invalid.code, 1);
+  assert.match(invalid.stderr, /^jobs: operation_patch leaves an invalid operation: /);
+  const both = await cli(["job", "retry", id, "--operation", "{}", "--patch", "{}"]);
+  assert.equal(both.code, 2);
+  assert.equal(both.stderr.trim(), "jobs: give --operation or --patch, not both");
+  assert.equal((await cli(["job", "retry", id, "--patch", "{data"])).code, 2);
+  assert.equal((await cli(["job", "retry", id, "--delay", "1", "--not-before", "x"])).code, 2);
+});
+
+test("job list --exhausted: dead letters, shown as exhausted", async () => {
+  const hostname = `cli-dead-${crypto.randomUUID().slice(0, 8)}`;
+  await api("PUT", `/agent/${hostname}`, {});
+  const { job_id: id } = await api("POST", "/job", {
+    operation: { type: "fail", message: "no luck" },
+    target_hostname: hostname,
+    retry_policy: { ...POLICY, max_attempts: 1 },
+  });
+  // A claim hands out `_any` jobs too, oldest first: run the agent until it reaches this one.
+  const failed = await until(async () => {
+    const ran = await runScript("agent.mjs", ["--hostname", hostname, "--once", "--limit", "100"]);
+    assert.equal(ran.code, 0, ran.stderr);
+    return (await api("GET", `/job/${id}`)).status === "failed";
+  }, 30);
+  assert.ok(failed);
+  const dead = await cli(["job", "list", "--exhausted", "--limit", "100"]);
+  assert.equal(dead.code, 0, dead.stderr);
+  assert.match(
+    dead.stdout,
+    new RegExp(`^${id}\\s+failed \\(exhausted\\)\\s+${hostname}\\s+fail\\s+1/1\\s`, "m"),
+  );
+  const json = JSON.parse((await cli(["job", "list", "--exhausted", "--json"])).stdout);
+  assert.ok(json.items.every((job) => job.retries_exhausted));
+  assert.match((await cli(["job", "get", id])).stdout, /^status\s+failed \(exhausted\)$/m);
 });
 
 test("job delete: deleted, then get exits 4 with the API's message", async () => {
