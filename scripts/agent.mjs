@@ -33,7 +33,7 @@ leases:  each claimed job carries a lease_token that every report for it sends b
          expired, was superseded or the job was already reported) is logged and the agent moves on
          to the next job; a 403 on register or claim stops the agent with exit code 1.
 
-environment:  JOBS_URL (default http://127.0.0.1:8787), JOBS_API_KEY (a key with agent:write)`;
+environment:  JOBS_URL (default http://127.0.0.1:$PORT, PORT 8787), JOBS_API_KEY (a key with agent:write)`;
 
 /** Read cap for cat: the server takes results up to 64 KiB, so leave room for the JSON around it. */
 const CAT_MAX_BYTES = 60 * 1024;
@@ -282,7 +282,9 @@ async function main() {
     console.log(USAGE);
     return;
   }
-  const url = (process.env.JOBS_URL?.trim() || "http://127.0.0.1:8787").replace(/\/+$/, "");
+  const url = (
+    process.env.JOBS_URL?.trim() || `http://127.0.0.1:${process.env.PORT?.trim() || 8787}`
+  ).replace(/\/+$/, "");
   const key = process.env.JOBS_API_KEY?.trim();
   if (!key) fail("JOBS_API_KEY is not set (a key with the agent:write scope)");
   const hostname = opts.hostname ?? osHostname();

@@ -58,6 +58,11 @@ if (values.help || positionals.length === 0) {
 }
 if (values.local && values.remote) fail("choose one of --local and --remote");
 const where = values.remote ? "--remote" : "--local";
+// The local state folder `npm run dev` uses (JOBS_STATE_DIR, default .wrangler/state).
+const persist =
+  where === "--local" && process.env.JOBS_STATE_DIR
+    ? ["--persist-to", process.env.JOBS_STATE_DIR]
+    : [];
 
 const sql = (value) => (value === null ? "NULL" : `'${String(value).replaceAll("'", "''")}'`);
 
@@ -75,8 +80,17 @@ function wranglerRun(args) {
 }
 
 function execute(statement) {
-  if (where === "--local") wranglerRun(["d1", "migrations", "apply", "DB", "--local"]);
-  const output = wranglerRun(["d1", "execute", "DB", where, "--json", "--command", statement]);
+  if (where === "--local") wranglerRun(["d1", "migrations", "apply", "DB", "--local", ...persist]);
+  const output = wranglerRun([
+    "d1",
+    "execute",
+    "DB",
+    where,
+    ...persist,
+    "--json",
+    "--command",
+    statement,
+  ]);
   const parsed = JSON.parse(output);
   return parsed[0]?.results ?? [];
 }
