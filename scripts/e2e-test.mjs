@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // End-to-end tests against a real `wrangler dev`: the OpenAPI document validated, the operator
-// CLI, the reference agent's walkthrough, and Swagger UI in Debian's Chromium. Starts and stops its own server; prints
+// CLI, the reference agent's walkthrough, npm run retention, and Swagger UI in Debian's Chromium. Starts and stops its own server; prints
 // `N passed, N failed` last. E2E_PORT (default 8793) and E2E_STATE (default: a fresh temp folder).
 import { existsSync } from "node:fs";
 import { run } from "node:test";
@@ -12,6 +12,7 @@ const files = [
   "test/e2e/openapi-document.test.mjs",
   "test/e2e/jobs-cli.test.mjs",
   "test/e2e/agent.test.mjs",
+  "test/e2e/retention.test.mjs",
   "test/browser/swagger-ui.test.mjs",
 ].map((file) => fileURLToPath(new URL(`../${file}`, import.meta.url)));
 
@@ -36,6 +37,7 @@ const server = await startServer({
 });
 process.env.E2E_URL = server.url;
 process.env.E2E_ADMIN_KEY = server.adminKey;
+process.env.E2E_STATE_DIR = server.stateDir;
 try {
   const stream = run({ files, concurrency: 1, timeout: 180_000 });
   stream.on("test:pass", (event) => {
