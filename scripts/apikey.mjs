@@ -67,15 +67,23 @@ const persist =
 const sql = (value) => (value === null ? "NULL" : `'${String(value).replaceAll("'", "''")}'`);
 
 function wranglerRun(args) {
-  try {
-    return execFileSync(wrangler, args, {
-      cwd: root,
-      env,
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-  } catch (error) {
-    fail(`wrangler ${args.join(" ")} failed:\n${error.stdout ?? ""}${error.stderr ?? ""}`);
+  // A running `npm run dev` may hold the local database's lock for a moment (SQLITE_BUSY).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return execFileSync(wrangler, args, {
+        cwd: root,
+        env,
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+    } catch (error) {
+      const output = `${error.stdout ?? ""}${error.stderr ?? ""}`;
+      if (where === "--local" && output.includes("SQLITE_BUSY") && attempt < 5) {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200 * attempt);
+        continue;
+      }
+      fail(`wrangler ${args.join(" ")} failed:\n${output}`);
+    }
   }
 }
 
