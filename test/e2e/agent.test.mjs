@@ -1,6 +1,6 @@
-// The README's agent walkthrough, against the running Worker: an admin makes a key for one
-// hostname, the reference agent registers with it (another key is refused), fails a job, the
-// operator retries it with the CLI, and the agent completes the retry.
+// The agent walkthrough of README.md and docs/agents.md, against the running Worker: an admin
+// makes a key for one hostname, the reference agent registers with it (another key is refused),
+// fails a job, the operator retries it with the CLI, and the agent completes the retry.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
