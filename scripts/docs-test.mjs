@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // npm run test:docs: the shell blocks of README.md and docs/*.md marked ```sh runnable, run in
-// order, one bash per page (set -euo pipefail), against a fresh `npm run dev` on PORT (default
-// 8787) with its own state folder. A block fails on a non-zero exit, or when the output of the
+// order, one bash per page (set -euo pipefail), against a fresh `npm run dev` on PORT (default: a
+// free port) with its own state folder. A block fails on a non-zero exit, or when the output of the
 // commands before a `# => expected` line has no line matching it (`…` matches anything), in
 // order. Runnable blocks may hold no <placeholder>. Also: README.md at most 12,000 characters, no
 // table row over 160. Prints `N passed, N failed` last; one block (or check) is one test.
@@ -11,9 +11,10 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort } from "./free-port.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
-const PORT = process.env.PORT?.trim() || "8787";
+const PORT = process.env.PORT?.trim() || String(await freePort());
 const STEP_TIMEOUT_MS = Number(process.env.DOCS_TIMEOUT_SECONDS ?? 120) * 1000;
 const VERBOSE = Boolean(process.env.DOCS_VERBOSE);
 const SENTINEL = "__docs_step_done__";

@@ -7,10 +7,10 @@
 // this machine, but its DB binding is the deployed database (`remote = true`; needs wrangler login).
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { freePort } from "./free-port.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const wrangler = path.join(root, "node_modules", ".bin", "wrangler");
@@ -62,17 +62,6 @@ function remoteConfig() {
       .replace(/^migrations_dir = "(.*)"$/m, 'migrations_dir = "../$1"'),
   );
   return ["--config", file];
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 const persist =
