@@ -11,6 +11,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { missingLine, parsePage } from "./docs-blocks.mjs";
 import { freePort } from "./free-port.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -18,8 +19,6 @@ const PORT = process.env.PORT?.trim() || String(await freePort());
 const STEP_TIMEOUT_MS = Number(process.env.DOCS_TIMEOUT_SECONDS ?? 120) * 1000;
 const VERBOSE = Boolean(process.env.DOCS_VERBOSE);
 const SENTINEL = "__docs_step_done__";
-const EXPECT = /^\s*# => ?(.*)$/;
-const PLACEHOLDER = /<[a-z][a-z0-9-]*>/;
 const README_MAX_CHARS = 12_000;
 const TABLE_ROW_MAX_CHARS = 160;
 
@@ -34,58 +33,6 @@ const env = {
 };
 delete env.JOBS_URL;
 delete env.JOBS_API_KEY;
-
-/** The runnable blocks of one page: each a list of steps, code with the lines expected after it. */
-function parsePage(text) {
-  const blocks = [];
-  const lines = text.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    if (!/^```(sh|bash|shell) +runnable\s*$/.test(lines[i])) continue;
-    const block = { line: i + 1, steps: [], placeholder: null };
-    let step = { line: i + 2, code: [], expect: [] };
-    for (i++; i < lines.length && !lines[i].startsWith("```"); i++) {
-      const line = lines[i];
-      const expected = EXPECT.exec(line);
-      if (expected) {
-        step.expect.push(expected[1].trimEnd());
-        continue;
-      }
-      if (step.expect.length > 0) {
-        block.steps.push(step);
-        step = { line: i + 1, code: [], expect: [] };
-      }
-      if (!block.placeholder && PLACEHOLDER.test(line.replace(/#.*$/, ""))) {
-        block.placeholder = `line ${i + 1}: ${line.trim()}`;
-      }
-      step.code.push(line);
-    }
-    if (step.code.some((line) => line.trim()) || step.expect.length > 0) block.steps.push(step);
-    blocks.push(block);
-  }
-  return blocks;
-}
-
-/** `…` matches any run of characters; the rest is literal; the whole line must match. */
-function matcher(expected) {
-  const pattern = expected
-    .split("…")
-    .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))
-    .join(".*");
-  return new RegExp(`^${pattern}$`);
-}
-
-/** The expected lines, in order, each matching a line of the output; the first one missing, or null. */
-function missingLine(output, expected) {
-  const lines = output.split("\n").map((line) => line.trimEnd());
-  let at = 0;
-  for (const want of expected) {
-    const re = matcher(want);
-    while (at < lines.length && !re.test(lines[at])) at++;
-    if (at === lines.length) return want;
-    at++;
-  }
-  return null;
-}
 
 class Shell {
   constructor() {

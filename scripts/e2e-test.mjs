@@ -14,6 +14,7 @@ const files = [
   "test/e2e/jobs-cli.test.mjs",
   "test/e2e/agent.test.mjs",
   "test/e2e/retention.test.mjs",
+  "test/e2e/docs-blocks.test.mjs",
   "test/browser/swagger-ui.test.mjs",
 ].map((file) => fileURLToPath(new URL(`../${file}`, import.meta.url)));
 
