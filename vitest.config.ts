@@ -2,6 +2,16 @@ import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-pool-workers";
 import { defineConfig } from "vitest/config";
 
+// vitest-pool-workers 0.15.1 prints workerd's "WebSocket peer disconnected" when a test file's
+// runner closes, after the summary; it is harmless, and the pool already drops its siblings.
+for (const stream of [process.stdout, process.stderr]) {
+  const write = stream.write.bind(stream);
+  stream.write = ((chunk: string | Uint8Array, ...rest: never[]) =>
+    String(chunk).includes("disconnected: WebSocket peer disconnected")
+      ? true
+      : write(chunk, ...rest)) as typeof stream.write;
+}
+
 export default defineConfig(async () => {
   const migrations = await readD1Migrations(path.join(import.meta.dirname, "migrations"));
   return {
@@ -24,6 +34,8 @@ export default defineConfig(async () => {
       }),
     ],
     test: {
+      // The request log (one line per request) is shown for failing tests only, or with LOG_LEVEL=debug.
+      silent: process.env.LOG_LEVEL === "debug" ? false : ("passed-only" as const),
       setupFiles: ["./test/setup.ts"],
       include: ["test/**/*.test.ts"],
     },

@@ -39,7 +39,7 @@ leases:  each claimed job carries a lease_token that every report for it sends b
 cancel:  a report or lease extension answered 409 cancelled means an operator cancelled the job:
          the agent stops the operation, sends nothing more for it, logs one line and moves on.
 
-environment:  JOBS_URL (default http://127.0.0.1:8787), JOBS_API_KEY (a key with agent:write)`;
+environment:  JOBS_URL (default http://127.0.0.1:$PORT, PORT 8787), JOBS_API_KEY (a key with agent:write)`;
 
 /** Read cap for cat: the server takes results up to 64 KiB, so leave room for the JSON around it. */
 const CAT_MAX_BYTES = 60 * 1024;
@@ -331,7 +331,9 @@ async function main() {
     console.log(USAGE);
     return;
   }
-  const url = (process.env.JOBS_URL?.trim() || "http://127.0.0.1:8787").replace(/\/+$/, "");
+  const url = (
+    process.env.JOBS_URL?.trim() || `http://127.0.0.1:${process.env.PORT?.trim() || 8787}`
+  ).replace(/\/+$/, "");
   const key = process.env.JOBS_API_KEY?.trim();
   if (!key) fail("JOBS_API_KEY is not set (a key with the agent:write scope)");
   const hostname = opts.hostname ?? osHostname();

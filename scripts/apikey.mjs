@@ -58,25 +58,47 @@ if (values.help || positionals.length === 0) {
 }
 if (values.local && values.remote) fail("choose one of --local and --remote");
 const where = values.remote ? "--remote" : "--local";
+// The local state folder `npm run dev` uses (JOBS_STATE_DIR, default .wrangler/state).
+const persist =
+  where === "--local" && process.env.JOBS_STATE_DIR
+    ? ["--persist-to", process.env.JOBS_STATE_DIR]
+    : [];
 
 const sql = (value) => (value === null ? "NULL" : `'${String(value).replaceAll("'", "''")}'`);
 
 function wranglerRun(args) {
-  try {
-    return execFileSync(wrangler, args, {
-      cwd: root,
-      env,
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-  } catch (error) {
-    fail(`wrangler ${args.join(" ")} failed:\n${error.stdout ?? ""}${error.stderr ?? ""}`);
+  // A running `npm run dev` may hold the local database's lock for a moment (SQLITE_BUSY).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return execFileSync(wrangler, args, {
+        cwd: root,
+        env,
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+    } catch (error) {
+      const output = `${error.stdout ?? ""}${error.stderr ?? ""}`;
+      if (where === "--local" && output.includes("SQLITE_BUSY") && attempt < 5) {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200 * attempt);
+        continue;
+      }
+      fail(`wrangler ${args.join(" ")} failed:\n${output}`);
+    }
   }
 }
 
 function execute(statement) {
-  if (where === "--local") wranglerRun(["d1", "migrations", "apply", "DB", "--local"]);
-  const output = wranglerRun(["d1", "execute", "DB", where, "--json", "--command", statement]);
+  if (where === "--local") wranglerRun(["d1", "migrations", "apply", "DB", "--local", ...persist]);
+  const output = wranglerRun([
+    "d1",
+    "execute",
+    "DB",
+    where,
+    ...persist,
+    "--json",
+    "--command",
+    statement,
+  ]);
   const parsed = JSON.parse(output);
   return parsed[0]?.results ?? [];
 }

@@ -1,17 +1,20 @@
 #!/usr/bin/env node
 // End-to-end tests against a real `wrangler dev`: the OpenAPI document validated, the operator
-// CLI, the reference agent's walkthrough, and Swagger UI in Debian's Chromium. Starts and stops its own server; prints
-// `N passed, N failed` last. E2E_PORT (default 8793) and E2E_STATE (default: a fresh temp folder).
+// CLI, the reference agent's walkthrough, npm run retention, and Swagger UI in Debian's Chromium. Starts and stops its own server; prints
+// `N passed, N failed` last. E2E_PORT (default: a free port) and E2E_STATE (default: a fresh temp folder).
 import { existsSync } from "node:fs";
 import { run } from "node:test";
 import { spec } from "node:test/reporters";
 import { fileURLToPath } from "node:url";
 import { startServer } from "../test/e2e/server.mjs";
+import { freePort } from "./free-port.mjs";
 
 const files = [
   "test/e2e/openapi-document.test.mjs",
   "test/e2e/jobs-cli.test.mjs",
   "test/e2e/agent.test.mjs",
+  "test/e2e/retention.test.mjs",
+  "test/e2e/docs-blocks.test.mjs",
   "test/browser/swagger-ui.test.mjs",
 ].map((file) => fileURLToPath(new URL(`../${file}`, import.meta.url)));
 
@@ -27,7 +30,7 @@ if (!existsSync(chromium)) {
 let passed = 0;
 let failed = 0;
 const server = await startServer({
-  port: Number(process.env.E2E_PORT ?? 8793),
+  port: Number(process.env.E2E_PORT || (await freePort())),
   state: process.env.E2E_STATE,
 }).catch((error) => {
   console.error(`e2e: ${error.message}`);
@@ -36,6 +39,7 @@ const server = await startServer({
 });
 process.env.E2E_URL = server.url;
 process.env.E2E_ADMIN_KEY = server.adminKey;
+process.env.E2E_STATE_DIR = server.stateDir;
 try {
   const stream = run({ files, concurrency: 1, timeout: 180_000 });
   stream.on("test:pass", (event) => {

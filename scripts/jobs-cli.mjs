@@ -30,7 +30,8 @@ const USAGE = `usage: jobs <command> [options]
   agent list                                       registered agents and whether they are ready
 
 options:  --json  print the API's JSON on stdout (errors stay on stderr)   -h, --help
-environment:  JOBS_URL (e.g. https://jobs.example.com), JOBS_API_KEY (a key with the scopes needed)
+environment:  JOBS_URL (default http://127.0.0.1:$PORT, PORT 8787: npm run dev),
+              JOBS_API_KEY (a key with the scopes needed)
 exit codes:  0 done · 1 the API refused or failed · 2 usage or configuration · 3 service unreachable
              4 not found · 5 key missing, refused or lacking the scope`;
 
@@ -75,9 +76,8 @@ function parse(argv) {
 }
 
 function config(env) {
-  const url = env.JOBS_URL?.trim();
+  const url = env.JOBS_URL?.trim() || `http://127.0.0.1:${env.PORT?.trim() || 8787}`;
   const key = env.JOBS_API_KEY?.trim();
-  if (!url) throw new CliError("JOBS_URL is not set (the service's base URL)", EXIT.usage);
   if (!key) throw new CliError("JOBS_API_KEY is not set", EXIT.usage);
   if (!/^https?:\/\//.test(url))
     throw new CliError(`JOBS_URL is not an http(s) URL: ${url}`, EXIT.usage);

@@ -3,7 +3,7 @@
 // claiming and reporting, malformed requests) at `wrangler dev` on a fresh local D1, then the
 // consistency check of test/consistency.ts on that database. Fails on any 5xx, any violation,
 // any request the server never answered, or when over its time limit; always stops its server.
-// Settings (environment): LOAD_REQUESTS=3000 LOAD_CONNECTIONS=16 LOAD_PORT=8794
+// Settings (environment): LOAD_REQUESTS=3000 LOAD_CONNECTIONS=16 LOAD_PORT=<a free port>
 // LOAD_STATE=<folder for the database; a fresh one inside it> LOAD_TIMEOUT_SECONDS=300 LOAD_KEEP=1
 import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
@@ -13,6 +13,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import ts from "typescript";
+import { freePort } from "./free-port.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const wrangler = path.join(root, "node_modules", ".bin", "wrangler");
@@ -24,7 +25,7 @@ const env = {
 
 const REQUESTS = Number(process.env.LOAD_REQUESTS ?? 3000);
 const CONNECTIONS = Number(process.env.LOAD_CONNECTIONS ?? 16);
-const PORT = Number(process.env.LOAD_PORT ?? 8794);
+const PORT = Number(process.env.LOAD_PORT || (await freePort()));
 const TIMEOUT_SECONDS = Number(process.env.LOAD_TIMEOUT_SECONDS ?? 300);
 const KEYS = 40;
 const AGENTS = 8;

@@ -1,7 +1,8 @@
-// The README's agent walkthrough, against the running Worker: an admin makes a key for one
-// hostname, the reference agent registers with it (another key is refused), fails a job, the
-// operator retries it with the CLI, and the agent completes the retry. Then docs/retries.md's:
-// automatic retries until an attempt completes, and cancel of a waiting and of a held job.
+// The agent walkthrough of README.md and docs/agents.md, against the running Worker: an admin
+// makes a key for one hostname, the reference agent registers with it (another key is refused),
+// fails a job, the operator retries it with the CLI, and the agent completes the retry. Then
+// docs/retries.md's: automatic retries until an attempt completes, and cancel of a waiting and of
+// a held job.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";

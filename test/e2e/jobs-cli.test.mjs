@@ -304,9 +304,12 @@ test("clear errors and exit codes: usage 2, unreachable 3, refused key 5, API er
   assert.equal((await cli(["job", "list", "--limit", "ten"])).code, 2);
   assert.equal((await cli(["--help"])).code, 0);
 
-  const noUrl = await cli(["job", "list"], { JOBS_URL: "" });
-  assert.equal(noUrl.code, 2);
-  assert.match(noUrl.stderr, /JOBS_URL is not set/);
+  const port = new URL(BASE).port;
+  const byPort = await cli(["job", "list", "--json"], { JOBS_URL: "", PORT: port });
+  assert.equal(byPort.code, 0, "without JOBS_URL the CLI talks to http://127.0.0.1:$PORT");
+  const badUrl = await cli(["job", "list"], { JOBS_URL: "127.0.0.1:8787" });
+  assert.equal(badUrl.code, 2);
+  assert.match(badUrl.stderr, /JOBS_URL is not an http\(s\) URL/);
   const noKey = await cli(["job", "list"], { JOBS_API_KEY: "" });
   assert.equal(noKey.code, 2);
   assert.match(noKey.stderr, /JOBS_API_KEY is not set/);

@@ -2,7 +2,7 @@
 // D1 database, and a first admin key written the way `npm run apikey` writes one.
 import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { mkdtempSync, openSync, readFileSync } from "node:fs";
+import { mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,9 +26,12 @@ function newKey() {
   return { key, prefix, hash: createHash("sha256").update(key).digest("hex") };
 }
 
-/** Starts the Worker; `stop()` ends its whole process group. */
+/** Starts the Worker; `stop()` ends its whole process group and removes a state folder it made. */
 export async function startServer({ port = 8793, state } = {}) {
   const persistTo = state ?? mkdtempSync(join(tmpdir(), "jobs-e2e-"));
+  const removeState = () => {
+    if (!state) rmSync(persistTo, { recursive: true, force: true });
+  };
   wranglerSync(["d1", "migrations", "apply", "DB", "--local", "--persist-to", persistTo]);
   const { key, prefix, hash } = newKey();
   wranglerSync([
@@ -55,16 +58,17 @@ export async function startServer({ port = 8793, state } = {}) {
       process.kill(-child.pid, "SIGTERM");
     } catch {}
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
+    removeState();
   };
   for (let i = 0; i < 120; i++) {
     if (child.exitCode !== null) break;
     try {
-      if ((await fetch(`${url}/health`)).ok) return { url, adminKey: key, stop, logFile };
+      if ((await fetch(`${url}/health`)).ok)
+        return { url, adminKey: key, stop, logFile, stateDir: persistTo };
     } catch {}
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
+  const tail = readFileSync(logFile, "utf8").slice(-3000);
   await stop();
-  throw new Error(
-    `wrangler dev did not become healthy on ${url}:\n${readFileSync(logFile, "utf8").slice(-3000)}`,
-  );
+  throw new Error(`wrangler dev did not become healthy on ${url}:\n${tail}`);
 }
