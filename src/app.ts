@@ -4,17 +4,18 @@ import type { VerifiedKey } from "./auth/api-key";
 import type { Db } from "./db/session";
 import { ApiError } from "./errors";
 import type { WriteNote } from "./logging";
+import type { ErrorType } from "./schemas/error";
 
 export type AppEnv = {
   Bindings: Env;
   Variables: { requestId: string; apiKey: VerifiedKey; db: Db; written: WriteNote };
 };
 
-const TARGET_NAMES: Record<string, string> = {
-  json: "request body",
-  query: "query parameter",
-  param: "path parameter",
-  header: "header",
+const TARGETS: Record<string, { name: string; type: ErrorType }> = {
+  json: { name: "request body", type: "invalid_body" },
+  query: { name: "query parameter", type: "invalid_query" },
+  param: { name: "path parameter", type: "invalid_path" },
+  header: { name: "header", type: "invalid_header" },
 };
 
 /** Every router is built here, so every validation failure answers in the error shape. */
@@ -27,7 +28,15 @@ export function createRouter() {
           issue.path.length > 0 ? `${issue.path.join(".")}: ${issue.message}` : issue.message,
         )
         .join("; ");
-      throw new ApiError(400, `invalid ${TARGET_NAMES[result.target] ?? result.target}`, details);
+      const target = TARGETS[result.target];
+      const tooLarge = result.error.issues.some(
+        (issue) => issue.code === "custom" && issue.params?.tooLarge === true,
+      );
+      throw new ApiError(
+        tooLarge ? "payload_too_large" : (target?.type ?? "invalid_request"),
+        `${tooLarge ? "too large:" : "invalid"} ${target?.name ?? result.target}`,
+        details,
+      );
     },
   });
 }

@@ -44,7 +44,7 @@ export async function idempotencyOf(
   const key = parseIdempotencyKey(header);
   if (key === null) {
     throw new ApiError(
-      400,
+      "invalid_header",
       `invalid ${IDEMPOTENCY_HEADER} header`,
       "1–255 printable ASCII characters, bare or quoted",
     );

@@ -197,7 +197,11 @@ describe("targets on POST /job and POST /job/{id}/retry", () => {
       await call("POST", "/job", { body: { operation: { type: "x" }, target_hostname: target } }),
       400,
     );
-    expect(error).toEqual({ error: `target agent "${target}" not found`, code: 400 });
+    expect(error).toEqual({
+      type: "target_not_found",
+      error: `target agent "${target}" not found`,
+      code: 400,
+    });
     expect(await storeRevision()).toBe(before);
   });
 
@@ -474,11 +478,18 @@ describe("POST /agent/{hostname}/job/{id}/event", () => {
     ["failed without an error", { event: "failed" }],
     ["an empty error", { event: "failed", error: "" }],
     ["a non-boolean changed", { event: "completed", changed: "yes" }],
-    ["a result over 64 KiB", { event: "completed", result: "x".repeat(65 * 1024) }],
     ["an unknown field", { event: "completed", output: 1 }],
   ])("answers 400 for %s", async (_, body) => {
     const { hostname, job_id } = await claimed();
     await expectError(await report(hostname, job_id, body), 400);
+    expect((await getJob(job_id)).status).toBe("processing");
+  });
+
+  it("answers 413 for a result over 64 KiB", async () => {
+    const { hostname, job_id } = await claimed();
+    const body = { event: "completed", result: "x".repeat(65 * 1024) };
+    const error = await expectError(await report(hostname, job_id, body), 413);
+    expect(error.type).toBe("payload_too_large");
     expect((await getJob(job_id)).status).toBe("processing");
   });
 

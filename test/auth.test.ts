@@ -12,7 +12,11 @@ describe("API keys", () => {
   it("answers 401 'API key required' with a Bearer challenge when there is no key", async () => {
     const response = await call("GET", "/job", { key: null });
     expect(response.headers.get("WWW-Authenticate")).toBe('Bearer realm="jobs"');
-    expect(await expectError(response, 401)).toEqual({ error: "API key required", code: 401 });
+    expect(await expectError(response, 401)).toEqual({
+      type: "unauthenticated",
+      error: "API key required",
+      code: 401,
+    });
   });
 
   it("answers 401 invalid_token for unknown, malformed, wrong-secret, revoked and expired keys", async () => {
@@ -73,6 +77,7 @@ describe("API keys", () => {
       });
       expect(response.headers.get("WWW-Authenticate")).toContain('error="insufficient_scope"');
       expect(await expectError(response, 403)).toEqual({
+        type: "insufficient_scope",
         error: "Insufficient permissions",
         details: `requires ${scope}`,
         code: 403,

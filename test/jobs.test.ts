@@ -103,7 +103,8 @@ describe("POST /job", () => {
       413,
     );
     const big = { operation: { type: "x", data: "a".repeat(70 * 1024) } };
-    const error = await expectError(await call("POST", "/job", { body: big }), 400);
+    const error = await expectError(await call("POST", "/job", { body: big }), 413);
+    expect(error.type).toBe("payload_too_large");
     expect(error.details).toContain("65536 bytes");
   });
 });

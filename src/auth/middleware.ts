@@ -76,15 +76,20 @@ export const authenticate: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (PUBLIC_PATHS.has(c.req.path)) return next();
   const presented = presentedKey(c);
   if (!presented) {
-    throw new ApiError(401, "API key required", undefined, {
+    throw new ApiError("unauthenticated", "API key required", undefined, {
       "WWW-Authenticate": 'Bearer realm="jobs"',
     });
   }
   const key = await verify(c, presented);
   if (!key) {
-    throw new ApiError(401, "invalid API key", "the key is unknown, revoked or expired", {
-      "WWW-Authenticate": 'Bearer realm="jobs", error="invalid_token"',
-    });
+    throw new ApiError(
+      "invalid_api_key",
+      "invalid API key",
+      "the key is unknown, revoked or expired",
+      {
+        "WWW-Authenticate": 'Bearer realm="jobs", error="invalid_token"',
+      },
+    );
   }
   c.set("apiKey", key);
   return next();
@@ -93,7 +98,7 @@ export const authenticate: MiddlewareHandler<AppEnv> = async (c, next) => {
 export function requireScope(scope: Scope): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     if (!hasScope(c.get("apiKey"), scope)) {
-      throw new ApiError(403, "Insufficient permissions", `requires ${scope}`, {
+      throw new ApiError("insufficient_scope", "Insufficient permissions", `requires ${scope}`, {
         "WWW-Authenticate": `Bearer realm="jobs", error="insufficient_scope", scope="${scope}"`,
       });
     }

@@ -61,7 +61,7 @@ function toAgent(row: AgentRow, now: number, ttlSeconds: number) {
 }
 
 function agentNotFound(hostname: string) {
-  return new ApiError(404, `agent not found: ${hostname}`);
+  return new ApiError("agent_not_found", `agent not found: ${hostname}`);
 }
 
 function ownedByAnother(hostname: string) {
@@ -118,17 +118,17 @@ async function deliveryRefusal(
   if (r.agentOwner === undefined) return agentNotFound(hostname);
   if (r.agentOwner !== null && r.agentOwner !== delivery.owner.lineage)
     return ownedByAnother(hostname);
-  if (!r.jobExists) return new ApiError(404, `job not found: ${id}`);
+  if (!r.jobExists) return new ApiError("job_not_found", `job not found: ${id}`);
   if (r.tokenCurrent) {
     if (r.leaseExpiresAt !== null && r.leaseExpiresAt <= request.now)
       return new ApiError(
-        409,
+        "lease_expired",
         "lease expired",
         `delivery ${r.delivery} of job ${id} to ${hostname} ran out at ${r.leaseExpiresAt}; the job will be handed out again`,
       );
     if (request.event === "started" && r.startedDelivery === r.delivery)
       return new ApiError(
-        409,
+        "already_started",
         "already started",
         `delivery ${r.delivery} of job ${id} reported started already`,
       );
@@ -138,12 +138,12 @@ async function deliveryRefusal(
     const finished = r.state === "completed" || r.state === "failed" || r.state === "skipped";
     if (finished && r.tokenDelivery === r.delivery && r.latestDelivery === r.delivery)
       return new ApiError(
-        409,
+        "already_finished",
         `agent ${hostname} already finished job ${id}`,
         `its state is ${r.state}`,
       );
     return new ApiError(
-      409,
+      "lease_superseded",
       `superseded by delivery ${r.latestDelivery}`,
       r.holder === null
         ? `the token is delivery ${r.tokenDelivery}'s; its lease ran out and the job was handed out again`
@@ -151,7 +151,7 @@ async function deliveryRefusal(
     );
   }
   return new ApiError(
-    409,
+    "unknown_lease_token",
     "unknown lease token",
     r.state === null || r.state === "pending"
       ? `agent ${hostname} does not hold job ${id}: claim it first`

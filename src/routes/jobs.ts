@@ -70,11 +70,11 @@ const accepted = {
 };
 
 function notFound(id: string) {
-  return new ApiError(404, `job not found: ${id}`);
+  return new ApiError("job_not_found", `job not found: ${id}`);
 }
 
 function targetNotFound(target: string) {
-  return new ApiError(400, `target agent "${target}" not found`);
+  return new ApiError("target_not_found", `target agent "${target}" not found`);
 }
 
 const targetsAnAgent = (target: string) => target !== "_any" && target !== "_all";

@@ -36,7 +36,7 @@ function expiry(now: number, days: number | undefined): string | null {
 }
 
 function notFound(id: string) {
-  return new ApiError(404, `key not found: ${id}`);
+  return new ApiError("key_not_found", `key not found: ${id}`);
 }
 
 export const createKey = createRoute({
@@ -164,7 +164,15 @@ export const keys = createRouter()
     if (!row) throw notFound(id);
     const old = toApiKey(row, nowIso);
     if (old.replaced_by) {
-      throw new ApiError(409, "key already rotated", `it was rotated to ${old.replaced_by}`);
+      throw new ApiError(
+        "key_not_active",
+        "key already rotated",
+        `it was rotated to ${old.replaced_by}`,
+      );
     }
-    throw new ApiError(409, `key is ${old.state}`, "only an active key can be rotated");
+    throw new ApiError(
+      "key_not_active",
+      `key is ${old.state}`,
+      "only an active key can be rotated",
+    );
   });

@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { HOSTNAME, isLabelKey, isLabelValue } from "../domain/target";
+import { TOO_LARGE } from "./error";
 import {
   JobIdParamsSchema,
   JobStatusSchema,
@@ -208,7 +209,11 @@ export const AgentEventBodySchema = z
     (body) =>
       body.result === undefined ||
       new TextEncoder().encode(JSON.stringify(body.result)).byteLength <= MAX_RESULT_BYTES,
-    { message: `must serialise to at most ${MAX_RESULT_BYTES} bytes`, path: ["result"] },
+    {
+      message: `must serialise to at most ${MAX_RESULT_BYTES} bytes`,
+      path: ["result"],
+      params: TOO_LARGE,
+    },
   )
   .openapi("AgentEventRequest", {
     example: {

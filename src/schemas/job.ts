@@ -1,6 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { EVENT_NAMES, JOB_STATUSES } from "../domain/status";
 import { parseTarget } from "../domain/target";
+import { TOO_LARGE } from "./error";
 
 export const MAX_OPERATION_BYTES = 64 * 1024;
 export const MAX_OPERATION_DEPTH = 64;
@@ -53,9 +54,7 @@ export const OperationSchema = z
   .refine(
     (operation) =>
       new TextEncoder().encode(JSON.stringify(operation)).byteLength <= MAX_OPERATION_BYTES,
-    {
-      message: `must serialise to at most ${MAX_OPERATION_BYTES} bytes`,
-    },
+    { message: `must serialise to at most ${MAX_OPERATION_BYTES} bytes`, params: TOO_LARGE },
   )
   .openapi("Operation", {
     description: "What the agent runs: a `type` and any other JSON, stored verbatim",
