@@ -9,7 +9,11 @@ export default defineConfig(async () => {
       cloudflareTest({
         wrangler: { configPath: "./wrangler.toml" },
         miniflare: {
-          bindings: { TEST_MIGRATIONS: migrations, KEY_CACHE_SECONDS: "0" },
+          bindings: {
+            TEST_MIGRATIONS: migrations,
+            KEY_CACHE_SECONDS: "0",
+            AUTH_FAILURES_PER_MINUTE: "0",
+          },
           ratelimits: {
             READ_LIMITER: { simple: { limit: 1_000_000, period: 60 } },
             WRITE_LIMITER: { simple: { limit: 1_000_000, period: 60 } },
