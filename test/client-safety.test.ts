@@ -205,6 +205,39 @@ describe("ETag and preconditions", () => {
   });
 });
 
+describe("entity tags compared as strings", () => {
+  it("does not take a tag with a leading zero for the revision it spells", async () => {
+    const { job_id, revision: rev } = await createJob();
+    const padded = { "If-Match": `"r0${rev}"` };
+    const before = await revision();
+    expect(
+      (await expectError(await call("POST", `/job/${job_id}/retry`, { headers: padded }), 412))
+        .type,
+    ).toBe("precondition_failed");
+    await expectError(await call("DELETE", `/job/${job_id}`, { headers: padded }), 412);
+    expect(await revision()).toBe(before);
+  });
+
+  it("answers If-None-Match: * on retry and delete of an existing job with 412, writing nothing", async () => {
+    const { job_id, revision: rev } = await createJob();
+    const before = await revision();
+    const star = { "If-None-Match": "*" };
+    const retry = await call("POST", `/job/${job_id}/retry`, { headers: star });
+    expect(retry.headers.get("ETag")).toBe(`"r${rev}"`);
+    await expectError(retry, 412);
+    await expectError(await call("DELETE", `/job/${job_id}`, { headers: star }), 412);
+    await expectError(
+      await call("DELETE", `/job/${job_id}`, { headers: { "If-None-Match": `"r${rev}"` } }),
+      412,
+    );
+    expect(await revision()).toBe(before);
+    await expectError(await call("DELETE", `/job/${crypto.randomUUID()}`, { headers: star }), 404);
+    expect(
+      (await call("DELETE", `/job/${job_id}`, { headers: { "If-None-Match": '"r1"' } })).status,
+    ).toBe(204);
+  });
+});
+
 describe("D1 bookmarks", () => {
   it("returns a bookmark on reads and writes and accepts it back", async () => {
     const created = await call("POST", "/job", { body: { operation: { type: "bookmark" } } });

@@ -14,6 +14,7 @@ import {
   retryJobs,
   type WriteResult,
 } from "../db/jobs";
+import type { Db } from "../db/session";
 import { ApiError } from "../errors";
 import { idempotencyOf, replayOf } from "../idempotency";
 import { noteWrite } from "../logging";
@@ -49,10 +50,14 @@ const IdempotencyHeaders = z.object({
   }),
 });
 
-const IfMatchHeader = {
+const PreconditionHeaders = {
   "if-match": z.string().optional().openapi({
     description:
       'Only act if the job is still at this ETag (`"r<revision>"`, for example `"r42"`); otherwise 412 and nothing is written',
+  }),
+  "if-none-match": z.string().optional().openapi({
+    description:
+      "Only act if the job is not at any of these ETags; `*` matches any job that exists. A match is 412 and nothing is written",
   }),
 };
 
@@ -80,19 +85,31 @@ function targetNotFound(target: string) {
 const targetsAnAgent = (target: string) => target !== "_any" && target !== "_all";
 
 /** 404, 400 (target) or 412, for a write whose guard refused it: one more read to say which. */
-async function refusal(
-  db: Parameters<typeof findJobRevision>[0],
-  id: string,
-  ifMatch?: number[],
-  target?: string,
-): Promise<ApiError> {
+async function refusal(db: Db, id: string, ifMatch?: number[], target?: string): Promise<ApiError> {
   const revision = await findJobRevision(db, id);
   if (revision === null) return notFound(id);
   if (target !== undefined && targetsAnAgent(target) && (!ifMatch || ifMatch.includes(revision)))
     return targetNotFound(target);
-  return new ApiError(412, "precondition failed", `job ${id} is at ${etagOf(revision)}`, {
-    ETag: etagOf(revision),
-  });
+  return preconditionFailed(id, revision);
+}
+
+function preconditionFailed(id: string, revision: number) {
+  return new ApiError(
+    "precondition_failed",
+    "precondition failed",
+    `job ${id} is at ${etagOf(revision)}`,
+    {
+      ETag: etagOf(revision),
+    },
+  );
+}
+
+/** RFC 9110 §13.1.2: a write with If-None-Match matching the job (`*`: any job) is refused. */
+async function checkNoneMatch(db: Db, id: string, header: string | undefined): Promise<void> {
+  if (header === undefined) return;
+  const revision = await findJobRevision(db, id);
+  if (revision === null) throw notFound(id);
+  if (noneMatchHits(header, revision)) throw preconditionFailed(id, revision);
 }
 
 export const createJob = createRoute({
@@ -177,7 +194,7 @@ export const deleteJobRoute = createRoute({
     "Removes the job with its events, in one transaction that takes the next store revision.",
   security: SECURITY,
   middleware: [requireScope("job:write")] as const,
-  request: { params: JobIdParamsSchema, headers: z.object(IfMatchHeader) },
+  request: { params: JobIdParamsSchema, headers: z.object(PreconditionHeaders) },
   responses: {
     204: { description: "Deleted" },
     ...errorResponses(400, 401, 403, 404, 412, 429, 500, 503),
@@ -196,7 +213,7 @@ export const retryJobRoute = createRoute({
   middleware: [requireScope("job:write")] as const,
   request: {
     params: JobIdParamsSchema,
-    headers: IdempotencyHeaders.extend(IfMatchHeader),
+    headers: IdempotencyHeaders.extend(PreconditionHeaders),
     body: jsonBody(RetryJobBodySchema, "Optional: a target for the new job", false),
   },
   responses: {
@@ -299,6 +316,7 @@ export const jobs = createRouter()
   })
   .openapi(deleteJobRoute, async (c) => {
     const { id } = c.req.valid("param");
+    await checkNoneMatch(c.var.db, id, c.req.header("If-None-Match"));
     const ifMatch = ifMatchRevisions(c.req.header("If-Match"));
     if (!(await deleteJob(c.var.db, id, ifMatch)))
       throw ifMatch ? await refusal(c.var.db, id) : notFound(id);
@@ -307,6 +325,7 @@ export const jobs = createRouter()
   .openapi(retryJobRoute, async (c) => {
     const { id } = c.req.valid("param");
     const body = c.req.valid("json");
+    await checkNoneMatch(c.var.db, id, c.req.header("If-None-Match"));
     const idempotency = await idempotencyOf(c, "POST /job/{id}/retry", id, body);
     const target = body.target_hostname ?? "_any";
     const ifMatch = ifMatchRevisions(c.req.header("If-Match"));
