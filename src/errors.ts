@@ -101,15 +101,24 @@ function compile(path: string) {
   return new RegExp(`^${pattern}$`);
 }
 
-/** 404 for an unknown path; 405 with `Allow` when the path exists under other methods. */
+/**
+ * 404 for an unknown path; 405 with `Allow` when the path exists under other methods. A path is
+ * the most specific template that matches it: `/job/retry` is that path, not `/job/{id}`.
+ */
 export function notFoundOrMethodNotAllowed(routes: readonly RouteEntry[]): NotFoundHandler<AppEnv> {
-  let table: { pattern: RegExp; method: string }[] | undefined;
+  let table: { pattern: RegExp; literals: number; method: string }[] | undefined;
   return (c) => {
     table ??= routes
       .filter((route) => route.method !== "ALL")
-      .map((route) => ({ pattern: compile(route.path), method: route.method }));
+      .map((route) => ({
+        pattern: compile(route.path),
+        literals: route.path.split("/").filter((s) => s && !s.startsWith(":")).length,
+        method: route.method,
+      }));
+    const matching = table.filter((r) => r.pattern.test(c.req.path));
+    const specific = Math.max(...matching.map((r) => r.literals));
     const allowed = [
-      ...new Set(table.filter((r) => r.pattern.test(c.req.path)).map((r) => r.method)),
+      ...new Set(matching.filter((r) => r.literals === specific).map((r) => r.method)),
     ];
     if (allowed.length > 0) {
       return respond(

@@ -290,6 +290,12 @@ describe("routing", () => {
     await expectError(await call("GET", `/job/${job_id}/retry`), 405);
   });
 
+  it("lists in Allow only the methods of the path itself, not of a template it also fits", async () => {
+    const response = await call("PATCH", "/job/retry");
+    expect(response.headers.get("Allow")).toBe("POST");
+    expect((await expectError(response, 405)).type).toBe("method_not_allowed");
+  });
+
   it("echoes a sane X-Request-Id and makes one otherwise", async () => {
     const mine = await call("GET", "/health", { headers: { "X-Request-Id": "trace-123" } });
     expect(mine.headers.get("X-Request-Id")).toBe("trace-123");
