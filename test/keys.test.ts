@@ -144,6 +144,24 @@ describe("GET /keys", () => {
     await expectError(await call("GET", "/keys?limit=101"), 400);
     await expectError(await call("GET", "/keys?sort=name"), 400);
   });
+
+  it("pages with limit and cursor: every key once, next_cursor null on the last page", async () => {
+    await newKey();
+    await newKey();
+    const all = await parse(await call("GET", "/keys?limit=100"), KeyListSchema);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const query: string = cursor === null ? "" : `&cursor=${encodeURIComponent(cursor)}`;
+      const page = await parse(await call("GET", `/keys?limit=2${query}`), KeyListSchema);
+      seen.push(...page.items.map((item) => item.id));
+      cursor = page.next_cursor;
+    } while (cursor !== null && seen.length < 1000);
+    expect(seen).toEqual(all.items.map((item) => item.id));
+    expect(all.next_cursor).toBeNull();
+    await expectError(await call("GET", "/keys?cursor=nonsense"), 400);
+    await expectError(await call("GET", "/keys?limit=0x10"), 400);
+  });
 });
 
 describe("DELETE /keys/{id}", () => {

@@ -1,5 +1,6 @@
 import { parseAgentHostnames, parseScopes } from "../auth/api-key";
 import type { ApiKey } from "../schemas/key";
+import { pageOf } from "../schemas/paging";
 import type { Db } from "./session";
 
 export type ApiKeyRow = {
@@ -99,24 +100,29 @@ export async function insertApiKey(db: Db, key: NewApiKey): Promise<ApiKey> {
   return toApiKey(row, key.now);
 }
 
+/** A page of keys, newest first; `cursor` is `<created_at>~<rowid>` of the last key before it. */
 export async function listApiKeys(
   db: Db,
-  page: { limit: number; offset: number },
+  page: { limit: number; offset: number; cursor?: string | undefined },
   now: string,
-): Promise<{ total_items: number; items: ApiKey[] }> {
+): Promise<{ total_items: number; items: ApiKey[]; next_cursor: string | null }> {
+  const [after = null, afterRow = null] = page.cursor?.split("~") ?? [];
+  const where = after === null ? "" : "WHERE (created_at, rowid) < (?3, ?4)";
   const [count, rows] = await db.batch<{ n: number } | PublicRow>([
     db.prepare("SELECT COUNT(*) AS n FROM api_keys"),
     db
       .prepare(
-        `SELECT ${PUBLIC_COLUMNS} FROM api_keys ORDER BY created_at DESC, rowid DESC LIMIT ?1 OFFSET ?2`,
+        `SELECT rowid, ${PUBLIC_COLUMNS} FROM api_keys ${where} ORDER BY created_at DESC, rowid DESC LIMIT ?1 OFFSET ?2`,
       )
-      .bind(page.limit, page.offset),
+      .bind(page.limit + 1, page.offset, ...(after === null ? [] : [after, Number(afterRow)])),
   ]);
   const total = (count?.results[0] as { n: number } | undefined)?.n ?? 0;
-  return {
-    total_items: total,
-    items: ((rows?.results ?? []) as PublicRow[]).map((row) => toApiKey(row, now)),
-  };
+  const { items, next_cursor } = pageOf(
+    (rows?.results ?? []) as (PublicRow & { rowid: number })[],
+    page.limit,
+    (row) => `${row.created_at}~${row.rowid}`,
+  );
+  return { total_items: total, items: items.map((row) => toApiKey(row, now)), next_cursor };
 }
 
 /** Revokes the key (keeping the first revocation time); false when there is no such key. */

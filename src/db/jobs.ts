@@ -1,6 +1,7 @@
 import { type EventData, type StoredEvent, summarizeEvents } from "../domain/job-view";
 import { type EventName, JOB_STATUSES, type JobStatus } from "../domain/status";
 import type { Job, JobAccepted, JobSummary, Operation } from "../schemas/job";
+import { pageOf } from "../schemas/paging";
 import { targetFound } from "./agents";
 import {
   findStoredResponse,
@@ -477,7 +478,7 @@ export type ListQuery = {
  * within a retry chain, which is counted through its own index (its size, not the table's).
  */
 export async function listJobs(db: Db, query: ListQuery): Promise<JobPage> {
-  const params: unknown[] = [query.limit, query.offset];
+  const params: unknown[] = [query.limit + 1, query.offset];
   const where: string[] = [];
   let index = query.status ? "INDEXED BY jobs_status_seq" : "";
   if (query.root_job_id !== undefined) {
@@ -523,11 +524,6 @@ export async function listJobs(db: Db, query: ListQuery): Promise<JobPage> {
       ? status_counts[query.status]
       : Object.values(status_counts).reduce((sum, n) => sum + n, 0);
   const rows = (results[1]?.results ?? []) as (JobRow & { seq: number })[];
-  const last = rows.length === query.limit ? rows.at(-1) : undefined;
-  return {
-    total_items,
-    status_counts,
-    items: rows.map(toJobSummary),
-    next_cursor: last ? String(last.seq) : null,
-  };
+  const { items, next_cursor } = pageOf(rows, query.limit, (row) => String(row.seq));
+  return { total_items, status_counts, items: items.map(toJobSummary), next_cursor };
 }

@@ -2,6 +2,7 @@ import { z } from "@hono/zod-openapi";
 import { EVENT_NAMES, JOB_STATUSES } from "../domain/status";
 import { parseTarget } from "../domain/target";
 import { TOO_LARGE } from "./error";
+import { cursorParameter, limitParameter, NextCursorSchema, queryInteger } from "./paging";
 
 export const MAX_OPERATION_BYTES = 64 * 1024;
 export const MAX_OPERATION_DEPTH = 64;
@@ -92,25 +93,12 @@ export const ListJobsQuerySchema = z
       .openapi({
         description: "Only jobs in this status (`submitted` is an alias of `unprocessed`)",
       }),
-    limit: z.coerce
-      .number()
-      .int()
-      .min(1)
-      .max(100)
-      .default(10)
-      .openapi({ description: "Page size, 1–100" }),
-    offset: z.coerce.number().int().min(0).max(1_000_000_000).default(0).openapi({
-      description: "Jobs to skip (each skipped job is read: deep pages cost their offset)",
+    limit: limitParameter(10),
+    offset: queryInteger(0, 1_000_000_000).default(0).openapi({
+      description:
+        "Jobs to skip (each skipped job is read: deep pages cost their offset). Not with `cursor`.",
     }),
-    cursor: z
-      .string()
-      .regex(/^[1-9][0-9]{0,15}$/, "must be a next_cursor this service returned")
-      .optional()
-      .openapi({
-        description:
-          "The `next_cursor` of the previous page (same filters): the jobs after it, at the cost of one page however deep, and unshifted by jobs created meanwhile. Not with `offset`.",
-        example: "1042",
-      }),
+    cursor: cursorParameter(/^[1-9][0-9]{0,15}$/, "1042"),
     retry_of: LineageIdSchema.optional().openapi({
       description: "Only jobs retried from this job",
     }),
@@ -210,11 +198,7 @@ export const JobListSchema = z
     total_items: z.number().int().openapi({ description: "Jobs matching the filter" }),
     status_counts: StatusCountsSchema,
     items: z.array(JobSummarySchema),
-    next_cursor: z.string().nullable().openapi({
-      description:
-        "Send as `cursor` for the next page; null when this page was the last (it held fewer than `limit` jobs)",
-      example: "1042",
-    }),
+    next_cursor: NextCursorSchema,
   })
   .openapi("JobList");
 
