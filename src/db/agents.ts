@@ -3,6 +3,7 @@ import type { JobStatus } from "../domain/status";
 import { parseTarget } from "../domain/target";
 import type { AgentEventBody, Labels } from "../schemas/agent";
 import type { Operation } from "../schemas/job";
+import { pageOf } from "../schemas/paging";
 import { beginWrite, type Condition, CURRENT_REVISION } from "./revision";
 import type { Db } from "./session";
 
@@ -124,11 +125,16 @@ export async function upsertAgent(
   return (results[4]?.results[0] as AgentRow | undefined) ?? null;
 }
 
-export async function listAgents(db: Db): Promise<AgentRow[]> {
+/** A page of agents by hostname, after the hostname `cursor`; one row past the page. */
+export async function listAgents(
+  db: Db,
+  page: { limit: number; cursor?: string | undefined },
+): Promise<{ items: AgentRow[]; next_cursor: string | null }> {
   const { results } = await db
-    .prepare(`SELECT ${AGENT_COLUMNS} FROM agents a ORDER BY hostname`)
+    .prepare(`SELECT ${AGENT_COLUMNS} FROM agents a WHERE hostname > ?2 ORDER BY hostname LIMIT ?1`)
+    .bind(page.limit + 1, page.cursor ?? "")
     .all<AgentRow>();
-  return results;
+  return pageOf(results, page.limit, (row) => row.hostname);
 }
 
 /** Whether the hostname is registered, and the lineage that owns it: why an agent write was refused. */

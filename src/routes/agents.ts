@@ -36,6 +36,7 @@ import {
   type Labels,
   LeaseBodySchema,
   LeaseResultSchema,
+  ListAgentsQuerySchema,
   RegisterAgentBodySchema,
 } from "../schemas/agent";
 import { errorResponses } from "../schemas/error";
@@ -191,15 +192,16 @@ export const listAgentsRoute = createRoute({
   tags: ["agents"],
   summary: "List agents",
   description:
-    "Every registered agent, by hostname, with `state` `ready` when it was seen within the agent TTL and `stale` otherwise, and the prefix of the key that owns it.",
+    "A page of registered agents, by hostname, with `state` `ready` when it was seen within the agent TTL and `stale` otherwise, and the prefix of the key that owns it.",
   security: SECURITY,
   middleware: [requireScope("agent:read")] as const,
+  request: { query: ListAgentsQuerySchema },
   responses: {
     200: {
       description: "The agents",
       content: { "application/json": { schema: AgentListSchema } },
     },
-    ...errorResponses(401, 403, 429, 500, 503),
+    ...errorResponses(400, 401, 403, 429, 500, 503),
   },
 });
 
@@ -307,8 +309,8 @@ export const agents = createRouter()
   .openapi(listAgentsRoute, async (c) => {
     const ttl = agentTtlSeconds(c.env);
     const now = Date.now();
-    const rows = await listAgents(c.var.db);
-    return c.json({ items: rows.map((row) => toAgent(row, now, ttl)) }, 200);
+    const { items, next_cursor } = await listAgents(c.var.db, c.req.valid("query"));
+    return c.json({ items: items.map((row) => toAgent(row, now, ttl)), next_cursor }, 200);
   })
   .openapi(deregisterAgent, async (c) => {
     const { hostname } = c.req.valid("param");

@@ -8,8 +8,10 @@ import {
   nestsDeeperThan,
   OperationSchema,
 } from "./job";
+import { cursorParameter, limitParameter, NextCursorSchema } from "./paging";
 
 export const MAX_LABELS = 64;
+export const MAX_LABELS_BYTES = 4096;
 export const MAX_RESULT_BYTES = 64 * 1024;
 export const DEFAULT_CLAIM_LIMIT = 1;
 export const DEFAULT_LEASE_SECONDS = 300;
@@ -46,6 +48,13 @@ export const LabelsSchema = z
   .refine((labels) => Object.keys(labels).length <= MAX_LABELS, {
     message: `at most ${MAX_LABELS} labels`,
   })
+  .refine(
+    (labels) => new TextEncoder().encode(JSON.stringify(labels)).byteLength <= MAX_LABELS_BYTES,
+    {
+      message: `must serialise to at most ${MAX_LABELS_BYTES} bytes`,
+      params: TOO_LARGE,
+    },
+  )
   .openapi("Labels", {
     description:
       "Key → value. A job targeted at `key:value` goes to agents whose label `key` equals `value` or starts with `value.`",
@@ -90,7 +99,14 @@ export const AgentSchema = z
     },
   });
 
-export const AgentListSchema = z.object({ items: z.array(AgentSchema) }).openapi("AgentList");
+export const ListAgentsQuerySchema = z.strictObject({
+  limit: limitParameter(100),
+  cursor: cursorParameter(HOSTNAME, "web-01"),
+});
+
+export const AgentListSchema = z
+  .object({ items: z.array(AgentSchema), next_cursor: NextCursorSchema })
+  .openapi("AgentList");
 
 const LeaseSecondsSchema = z
   .number()
