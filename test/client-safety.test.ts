@@ -355,6 +355,19 @@ describe("POST /job/retry", () => {
     expect(await revision()).toBe(before);
   });
 
+  it("refuses a dry run to a key without job:read: it would list job ids", async () => {
+    const writer = await createKey(["job:write"]);
+    await createJob({ type: "dry" });
+    const response = await call("POST", "/job/retry", {
+      key: writer,
+      body: { status: "unprocessed", dry_run: true },
+    });
+    expect(await expectError(response, 403)).toMatchObject({
+      type: "insufficient_scope",
+      details: "requires job:read",
+    });
+  });
+
   it("writes nothing and takes no revision when no job exists", async () => {
     const before = await revision();
     const body = await parse(

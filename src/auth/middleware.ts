@@ -149,13 +149,18 @@ export const authenticate: MiddlewareHandler<AppEnv> = async (c, next) => {
   return next();
 };
 
+/** 403 unless the key has the scope (admin has every scope). */
+export function assertScope(key: VerifiedKey, scope: Scope): void {
+  if (!hasScope(key, scope)) {
+    throw new ApiError("insufficient_scope", "Insufficient permissions", `requires ${scope}`, {
+      "WWW-Authenticate": `Bearer realm="jobs", error="insufficient_scope", scope="${scope}"`,
+    });
+  }
+}
+
 export function requireScope(scope: Scope): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    if (!hasScope(c.get("apiKey"), scope)) {
-      throw new ApiError("insufficient_scope", "Insufficient permissions", `requires ${scope}`, {
-        "WWW-Authenticate": `Bearer realm="jobs", error="insufficient_scope", scope="${scope}"`,
-      });
-    }
+    assertScope(c.get("apiKey"), scope);
     return next();
   };
 }

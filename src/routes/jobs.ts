@@ -1,6 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { createRouter } from "../app";
-import { requireScope } from "../auth/middleware";
+import { assertScope, requireScope } from "../auth/middleware";
 import { isTargetFound } from "../db/agents";
 import {
   type BulkRetryBody,
@@ -229,7 +229,7 @@ export const retryJobsRoute = createRoute({
   tags: ["jobs"],
   summary: "Retry many jobs",
   description:
-    "Retries up to 100 jobs, named by `job_ids` or chosen as the oldest jobs in a `status`, in one transaction and one revision. Each source job gets a result: the new job's id, or why not. `dry_run` writes nothing and says what would happen.",
+    "Retries up to 100 jobs, named by `job_ids` or chosen as the oldest jobs in a `status`, in one transaction and one revision. Each source job gets a result: the new job's id, or why not. `dry_run` writes nothing and says what would happen; it lists job ids, so it also needs `job:read`.",
   security: SECURITY,
   middleware: [requireScope("job:write")] as const,
   request: {
@@ -279,7 +279,10 @@ export const jobs = createRouter()
     const source = body.job_ids
       ? { ids: body.job_ids }
       : { status: body.status ?? "failed", limit: body.limit ?? 100 };
-    if (body.dry_run) return c.json(await previewRetryJobs(c.var.db, source), 200);
+    if (body.dry_run) {
+      assertScope(c.get("apiKey"), "job:read");
+      return c.json(await previewRetryJobs(c.var.db, source), 200);
+    }
     const idempotency = await idempotencyOf(c, "POST /job/retry", "/job/retry", body);
     const target = body.target_hostname ?? "_any";
     const result = await retryJobs(c.var.db, {
