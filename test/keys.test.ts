@@ -246,6 +246,18 @@ describe("POST /keys/{id}/rotate", () => {
     expect(secondsFromNow(rotated.expires_at)).toBeCloseTo(90 * 86_400, -2);
   });
 
+  it("gives the successor the old key's lifetime unless told otherwise", async () => {
+    const expiring = await newKey({ name: "life", scopes: ["job:read"], expires_in_days: 7 });
+    const successor = await parse(
+      await call("POST", `/keys/${expiring.id}/rotate`),
+      CreatedKeySchema,
+    );
+    expect(secondsFromNow(successor.expires_at)).toBeCloseTo(7 * 86_400, -1);
+    const forever = await newKey();
+    const next = await parse(await call("POST", `/keys/${forever.id}/rotate`), CreatedKeySchema);
+    expect(next.expires_at).toBeNull();
+  });
+
   it("rotates a key once: a second rotation answers 409 and makes no key", async () => {
     const old = await newKey();
     const first = await parse(await call("POST", `/keys/${old.id}/rotate`), CreatedKeySchema);

@@ -144,9 +144,13 @@ export type Rotation = {
   oldExpiresAt: string;
 };
 
+/** The old key's lifetime (created to expiry), from `?5` (now), unless `?6` sets one. */
+const SUCCESSOR_EXPIRY = `COALESCE(?6, CASE WHEN expires_at IS NOT NULL THEN strftime('%Y-%m-%dT%H:%M:%fZ', ?5,
+  printf('%+.3f seconds', (julianday(expires_at) - julianday(created_at)) * 86400)) END)`;
+
 /**
- * One batch: the successor copies the old key's name, scopes, hostname patterns and lineage (so it
- * owns what the old key owned) only while the old key is accepted
+ * One batch: the successor copies the old key's name, scopes, hostname patterns, lifetime and
+ * lineage (so it owns what the old key owned) only while the old key is accepted
  * and not yet rotated; the old key then names it and expires at `oldExpiresAt` (never later than
  * it already would). Null when nothing was written.
  */
@@ -159,7 +163,7 @@ export async function rotateApiKey(
     db
       .prepare(
         `INSERT INTO api_keys (id, prefix, key_hash, name, scopes, created_at, expires_at, lineage_id, agent_hostnames)
-         SELECT ?2, ?3, ?4, name, scopes, ?5, ?6, lineage_id, agent_hostnames FROM api_keys
+         SELECT ?2, ?3, ?4, name, scopes, ?5, ${SUCCESSOR_EXPIRY}, lineage_id, agent_hostnames FROM api_keys
          WHERE id = ?1 AND replaced_by IS NULL AND ${ACCEPTED}
          RETURNING ${PUBLIC_COLUMNS}`,
       )

@@ -100,7 +100,7 @@ export const rotateKey = createRoute({
   tags: ["keys"],
   summary: "Rotate an API key",
   description:
-    "Makes a new key with the same name, scopes and hostname patterns, which owns the agents the old key owned, and lets the old one expire after `grace_period_seconds` (never later than it already would), in one transaction. A key is rotated at most once; a revoked or expired key cannot be rotated (409).",
+    "Makes a new key with the same name, scopes, hostname patterns and lifetime (unless `expires_in_days` gives it another), which owns the agents the old key owned, and lets the old one expire after `grace_period_seconds` (never later than it already would), in one transaction. A key is rotated at most once; a revoked or expired key cannot be rotated (409).",
   security: SECURITY,
   middleware: [requireScope("admin")] as const,
   request: {

@@ -79,7 +79,10 @@ export const RotateKeyBodySchema = z
       .openapi({
         description: `How long the old key keeps working, 0 to ${MAX_GRACE_SECONDS} (30 days); default ${DEFAULT_GRACE_SECONDS}. It never outlives its own expiry.`,
       }),
-    expires_in_days: ExpiresInDaysSchema,
+    expires_in_days: ExpiresInDaysSchema.openapi({
+      description:
+        "Days until the new key expires; without it, the new key lives as long as the old one was made to (and never expires if the old one would not)",
+    }),
   })
   .openapi("RotateKeyRequest", { example: { grace_period_seconds: 3600 } });
 
