@@ -119,6 +119,38 @@ describe("Idempotency-Key", () => {
     expect(theirs.job_id).not.toBe(mine.job_id);
   });
 
+  it("replays for the key a rotation made, not only for the key that sent it first", async () => {
+    const created = await call("POST", "/keys", { body: { name: "idem", scopes: ["job:write"] } });
+    const old = (await created.json()) as { id: string; key: string };
+    const key = crypto.randomUUID();
+    const body = { operation: { type: "idem.rotation" } };
+    const first = await parse(
+      await call("POST", "/job", { key: old.key, headers: idem(key), body }),
+      JobAcceptedSchema,
+    );
+    const rotated = await call("POST", `/keys/${old.id}/rotate`);
+    const successor = ((await rotated.json()) as { key: string }).key;
+    const count = await jobCount();
+    const again = await call("POST", "/job", { key: successor, headers: idem(key), body });
+    expect(again.headers.get("Idempotent-Replayed")).toBe("true");
+    expect((await parse(again, JobAcceptedSchema)).job_id).toBe(first.job_id);
+    expect(await jobCount()).toBe(count);
+  });
+
+  it.each([
+    [{}, { target_hostname: null }],
+    [undefined, {}],
+    [{ target_hostname: null }, { target_hostname: "_any" }],
+  ])("takes retry bodies %j and %j for the same request", async (a, b) => {
+    const { job_id } = await createJob();
+    const key = crypto.randomUUID();
+    const first = await call("POST", `/job/${job_id}/retry`, { headers: idem(key), body: a });
+    expect(first.status).toBe(201);
+    const second = await call("POST", `/job/${job_id}/retry`, { headers: idem(key), body: b });
+    expect(second.status).toBe(201);
+    expect(second.headers.get("Idempotent-Replayed")).toBe("true");
+  });
+
   it.each(["", '""', "x".repeat(256), "tab\there", "é", '"unterminated'])(
     "answers 400 for the key %j",
     async (key) => {

@@ -3,6 +3,7 @@ import type { Db } from "./session";
 
 /** One Idempotency-Key use: who sent it, on which route, and what the request was. */
 export type IdempotencyUse = {
+  /** The sending key's rotation lineage (the `api_key_id` column). */
   apiKeyId: string;
   route: string;
   key: string;

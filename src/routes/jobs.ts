@@ -46,7 +46,7 @@ const string = { type: "string" as const };
 const IdempotencyHeaders = z.object({
   "idempotency-key": z.string().optional().openapi({
     description:
-      "Makes the request safe to repeat: 1–255 printable ASCII characters, per API key and route, kept at least 24 h (for example `retry-5b0e2a52-1`). A repeat gets the first response with `Idempotent-Replayed: true`; the same key with a different request gets 422.",
+      "Makes the request safe to repeat: 1–255 printable ASCII characters, per API key (with its rotations) and route, kept at least 24 h (for example `retry-5b0e2a52-1`). A repeat gets the first response with `Idempotent-Replayed: true`; the same key with a different request gets 422.",
   }),
 });
 
@@ -252,11 +252,15 @@ export const retryJobsRoute = createRoute({
 export const jobs = createRouter()
   .openapi(createJob, async (c) => {
     const body = c.req.valid("json");
-    const idempotency = await idempotencyOf(c, "POST /job", "/job", body);
+    const target = body.target_hostname ?? "_any";
+    const idempotency = await idempotencyOf(c, "POST /job", "/job", {
+      ...body,
+      target_hostname: target,
+    });
     const result = await insertJob(c.var.db, {
       id: crypto.randomUUID(),
       operation: body.operation,
-      target: body.target_hostname ?? "_any",
+      target,
       now: new Date().toISOString(),
       idempotency,
     });
@@ -265,7 +269,6 @@ export const jobs = createRouter()
       noteWrite(c, stored);
       return c.json(stored, 201, headers);
     }
-    const target = body.target_hostname ?? "_any";
     if (result.kind === "refused") throw targetNotFound(target);
     const job = written(result);
     noteWrite(c, job);
@@ -283,8 +286,11 @@ export const jobs = createRouter()
       assertScope(c.get("apiKey"), "job:read");
       return c.json(await previewRetryJobs(c.var.db, source), 200);
     }
-    const idempotency = await idempotencyOf(c, "POST /job/retry", "/job/retry", body);
     const target = body.target_hostname ?? "_any";
+    const idempotency = await idempotencyOf(c, "POST /job/retry", "/job/retry", {
+      ...body,
+      target_hostname: target,
+    });
     const result = await retryJobs(c.var.db, {
       source,
       target,
@@ -329,8 +335,10 @@ export const jobs = createRouter()
     const { id } = c.req.valid("param");
     const body = c.req.valid("json");
     await checkNoneMatch(c.var.db, id, c.req.header("If-None-Match"));
-    const idempotency = await idempotencyOf(c, "POST /job/{id}/retry", id, body);
     const target = body.target_hostname ?? "_any";
+    const idempotency = await idempotencyOf(c, "POST /job/{id}/retry", id, {
+      target_hostname: target,
+    });
     const ifMatch = ifMatchRevisions(c.req.header("If-Match"));
     const result = await retryJob(c.var.db, {
       originalId: id,
