@@ -7,6 +7,7 @@ import {
   findStoredResponse,
   type IdempotencyUse,
   idempotencyUnused,
+  purgeAlongside,
   type StoredResponse,
   storeResponse,
 } from "./idempotency";
@@ -104,7 +105,11 @@ function idempotencyStatements(
   ...params: unknown[]
 ) {
   return idem
-    ? [storeResponse(db, idem, status, bodyQuery, ...params), findStoredResponse(db, idem)]
+    ? [
+        storeResponse(db, idem, status, bodyQuery, ...params),
+        findStoredResponse(db, idem),
+        purgeAlongside(db, idem),
+      ]
     : [];
 }
 
