@@ -322,6 +322,38 @@ describe("rate limits", () => {
   });
 });
 
+describe("the write cost of a bulk retry", () => {
+  async function bulk(key: string, body: unknown) {
+    const ctx = createExecutionContext();
+    const response = await worker.fetch(
+      new Request("http://jobs.test/job/retry", {
+        method: "POST",
+        headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      }),
+      { ...env, WRITE_LIMITER: env.TEST_TIGHT_LIMITER },
+      ctx,
+    );
+    await waitOnExecutionContext(ctx);
+    return response;
+  }
+
+  it("counts every job it may write against the key's write limit, and writes nothing past it", async () => {
+    const key = await createKey(["job:read", "job:write"]);
+    const ids = await Promise.all(
+      Array.from({ length: 4 }, async () => (await createJob()).job_id),
+    );
+    const before = await revision();
+    const refused = await bulk(key, { job_ids: ids });
+    expect(Number(refused.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
+    expect((await expectError(refused, 429)).type).toBe("rate_limited");
+    expect(await revision()).toBe(before);
+    const other = await createKey(["job:read", "job:write"]);
+    await expectError(await bulk(other, { status: "failed" }), 429);
+    expect(await revision()).toBe(before);
+  });
+});
+
 describe("POST /job/retry", () => {
   it("retries 100 jobs in one batch and one revision, reporting a missing id per item", async () => {
     const made = [];

@@ -19,6 +19,7 @@ import { ApiError } from "../errors";
 import { idempotencyOf, replayOf } from "../idempotency";
 import { noteWrite } from "../logging";
 import { etagOf, ifMatchRevisions, noneMatchHits } from "../preconditions";
+import { chargeWrites } from "../rate-limit";
 import { errorResponses } from "../schemas/error";
 import {
   BulkRetryBodySchema,
@@ -229,7 +230,7 @@ export const retryJobsRoute = createRoute({
   tags: ["jobs"],
   summary: "Retry many jobs",
   description:
-    "Retries up to 100 jobs, named by `job_ids` or chosen as the oldest jobs in a `status`, in one transaction and one revision. Each source job gets a result: the new job's id, or why not. `dry_run` writes nothing and says what would happen; it lists job ids, so it also needs `job:read`.",
+    "Retries up to 100 jobs, named by `job_ids` or chosen as the oldest jobs in a `status`, in one transaction and one revision. Each source job gets a result: the new job's id, or why not. `dry_run` writes nothing and says what would happen; it lists job ids, so it also needs `job:read`. Against the key's write limit a bulk retry counts as many writes as the jobs it may make (the length of `job_ids`, or `limit`); a dry run counts one.",
   security: SECURITY,
   middleware: [requireScope("job:write")] as const,
   request: {
@@ -286,6 +287,7 @@ export const jobs = createRouter()
       assertScope(c.get("apiKey"), "job:read");
       return c.json(await previewRetryJobs(c.var.db, source), 200);
     }
+    await chargeWrites(c, body.job_ids?.length ?? source.limit ?? 100);
     const target = body.target_hostname ?? "_any";
     const idempotency = await idempotencyOf(c, "POST /job/retry", "/job/retry", {
       ...body,
