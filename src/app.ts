@@ -1,4 +1,4 @@
-import { OpenAPIHono } from "@hono/zod-openapi";
+import { OpenAPIHono, type z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { VerifiedKey } from "./auth/api-key";
 import type { Db } from "./db/session";
@@ -18,16 +18,30 @@ const TARGETS: Record<string, { name: string; type: ErrorType }> = {
   header: { name: "header", type: "invalid_header" },
 };
 
+type Issue = z.core.$ZodIssue;
+
+/** One validation issue for a person; a body that fits no alternative says what each one wanted. */
+function describe(issue: Issue): string {
+  const where = issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
+  if (issue.code === "invalid_union") {
+    if (issue.errors.length === 0) {
+      const allowed = "options" in issue && issue.options ? issue.options.join(", ") : undefined;
+      return issue.discriminator && allowed
+        ? `${where}${issue.discriminator}: must be one of ${allowed}`
+        : `${where}${issue.message}`;
+    }
+    const alternatives = issue.errors.map((issues) => issues.map(describe).join(", "));
+    return `${where}fits none of the allowed shapes: ${alternatives.join(" | ")}`;
+  }
+  return `${where}${issue.message}`;
+}
+
 /** Every router is built here, so every validation failure answers in the error shape. */
 export function createRouter() {
   return new OpenAPIHono<AppEnv>({
     defaultHook: (result) => {
       if (result.success) return;
-      const details = result.error.issues
-        .map((issue) =>
-          issue.path.length > 0 ? `${issue.path.join(".")}: ${issue.message}` : issue.message,
-        )
-        .join("; ");
+      const details = result.error.issues.map(describe).join("; ");
       const target = TARGETS[result.target];
       const tooLarge = result.error.issues.some(
         (issue) => issue.code === "custom" && issue.params?.tooLarge === true,

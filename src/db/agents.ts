@@ -1,7 +1,7 @@
 import { hashLeaseToken, newLeaseToken } from "../auth/lease-token";
 import type { JobStatus } from "../domain/status";
 import { parseTarget } from "../domain/target";
-import type { AgentEventBody, Labels } from "../schemas/agent";
+import type { AgentReportBody, Labels } from "../schemas/agent";
 import type { Operation } from "../schemas/job";
 import { pageOf } from "../schemas/paging";
 import { beginWrite, type Condition, CURRENT_REVISION } from "./revision";
@@ -461,7 +461,7 @@ export type Seen = { now: string; seenBefore: string };
 const DELIVERY_VALID = `EXISTS (SELECT 1 FROM job_agents WHERE job_id = ?1 AND hostname = ?2
   AND state IN ${OPEN} AND lease_token_hash = ?4 AND lease_expires_at > ?5)`;
 
-export type AgentReport = Delivery & Seen & { body: Omit<AgentEventBody, "lease_token"> };
+export type AgentReport = Delivery & Seen & { body: AgentReportBody };
 
 export type ReportOutcome = { job_id: string; status: JobStatus; revision: number };
 

@@ -4,6 +4,7 @@ import { assertScope, requireScope } from "../auth/middleware";
 import { isTargetFound } from "../db/agents";
 import {
   type BulkRetryBody,
+  type BulkRetrySource,
   deleteJob,
   findJob,
   findJobRevision,
@@ -280,14 +281,13 @@ export const jobs = createRouter()
   .openapi(listJobsRoute, async (c) => c.json(await listJobs(c.var.db, c.req.valid("query")), 200))
   .openapi(retryJobsRoute, async (c) => {
     const body = c.req.valid("json");
-    const source = body.job_ids
-      ? { ids: body.job_ids }
-      : { status: body.status ?? "failed", limit: body.limit ?? 100 };
+    const source: BulkRetrySource =
+      "job_ids" in body ? { ids: body.job_ids } : { status: body.status, limit: body.limit ?? 100 };
     if (body.dry_run) {
       assertScope(c.get("apiKey"), "job:read");
       return c.json(await previewRetryJobs(c.var.db, source), 200);
     }
-    await chargeWrites(c, body.job_ids?.length ?? source.limit ?? 100);
+    await chargeWrites(c, "ids" in source ? source.ids.length : source.limit);
     const target = body.target_hostname ?? "_any";
     const idempotency = await idempotencyOf(c, "POST /job/retry", "/job/retry", {
       ...body,

@@ -1,8 +1,9 @@
 import { z } from "@hono/zod-openapi";
 import { EVENT_NAMES, JOB_STATUSES } from "../domain/status";
-import { parseTarget } from "../domain/target";
+import { TARGET } from "../domain/target";
 import { TOO_LARGE } from "./error";
 import { cursorParameter, limitParameter, NextCursorSchema, queryInteger } from "./paging";
+import { Timestamp } from "./timestamp";
 
 export const MAX_OPERATION_BYTES = 64 * 1024;
 export const MAX_OPERATION_DEPTH = 64;
@@ -35,13 +36,13 @@ export const JobIdParamsSchema = z.object({
 
 export const TargetSchema = z
   .string()
-  .refine((value) => parseTarget(value) !== null, {
-    message:
-      "must be _any, _all, a hostname (letters, digits, '.', '_', '-'; up to 253) or a label selector key:value",
-  })
+  .regex(
+    TARGET,
+    "must be _any, _all, a hostname (letters, digits, '.', '_', '-'; up to 253) or a label selector key:value",
+  )
   .openapi({
     description:
-      "`_any` (one agent takes it), `_all` (every agent), a hostname, or a label selector `key:value`",
+      "`_any` (one agent takes it), `_all` (every agent), a hostname (1–253 letters, digits, `.`, `_`, `-`, starting with a letter or digit), or a label selector `key:value` (a key of 1–63 letters, digits, `_`, `-`; a value of up to 253 characters in dot-separated segments of them)",
     example: "_any",
   });
 
@@ -110,8 +111,6 @@ export const ListJobsQuerySchema = z
     message: "use cursor or offset, not both",
     path: ["cursor"],
   });
-
-const Timestamp = z.string().openapi({ example: "2026-11-28T10:00:00.123Z" });
 
 export const JobAcceptedSchema = z
   .object({
@@ -202,7 +201,15 @@ export const JobListSchema = z
   })
   .openapi("JobList");
 
-export const BulkRetryBodySchema = z
+const BulkRetryOptions = {
+  target_hostname: TargetSchema.nullable().optional(),
+  dry_run: z
+    .boolean()
+    .optional()
+    .openapi({ description: "Say what would happen and write nothing (needs `job:read` too)" }),
+};
+
+const BulkRetryByIdsSchema = z
   .strictObject({
     job_ids: z
       .array(
@@ -214,33 +221,33 @@ export const BulkRetryBodySchema = z
       .min(1)
       .max(100)
       .refine((ids) => new Set(ids).size === ids.length, { message: "must not repeat an id" })
-      .optional()
       .openapi({ description: "1–100 jobs to retry" }),
-    status: JobStatusSchema.optional().openapi({
-      description: "Or: retry the oldest jobs in this status",
-    }),
+    ...BulkRetryOptions,
+  })
+  .openapi("BulkRetryByIds");
+
+const BulkRetryByStatusSchema = z
+  .strictObject({
+    status: JobStatusSchema.openapi({ description: "Retry the oldest jobs in this status" }),
     limit: z
       .number()
       .int()
       .min(1)
       .max(100)
       .optional()
-      .openapi({ description: "With `status`: how many (default 100)" }),
-    target_hostname: TargetSchema.nullable().optional(),
-    dry_run: z
-      .boolean()
-      .optional()
-      .openapi({ description: "Say what would happen and write nothing" }),
+      .openapi({ description: "How many, 1–100 (default 100)" }),
+    ...BulkRetryOptions,
   })
-  .refine((body) => (body.job_ids === undefined) !== (body.status === undefined), {
-    message: "give either job_ids or status",
-  })
-  .refine((body) => body.limit === undefined || body.status !== undefined, {
-    message: "limit goes with status",
-  })
-  .openapi("BulkRetryRequest", {
+  .openapi("BulkRetryByStatus");
+
+export const BulkRetryBodySchema = z.union([BulkRetryByIdsSchema, BulkRetryByStatusSchema]).openapi(
+  "BulkRetryRequest",
+  {
+    description: "Either `job_ids`, or `status` with an optional `limit`; never both",
     example: { status: "failed", limit: 20, target_hostname: "_any", dry_run: true },
-  });
+  },
+  { unionPreferredType: "oneOf" },
+);
 
 export const BulkRetryResultSchema = z
   .object({

@@ -3,11 +3,10 @@ import { SCOPES } from "../auth/api-key";
 import { HOSTNAME_PATTERN } from "../domain/target";
 import { JobIdParamsSchema } from "./job";
 import { cursorParameter, limitParameter, NextCursorSchema, queryInteger } from "./paging";
+import { Timestamp } from "./timestamp";
 
 const MAX_GRACE_SECONDS = 30 * 86_400;
 export const DEFAULT_GRACE_SECONDS = 3600;
-
-const Timestamp = z.string().openapi({ example: "2026-11-28T10:00:00.123Z" });
 
 export const KeyIdParamsSchema = z.object({
   id: JobIdParamsSchema.shape.id.openapi({
