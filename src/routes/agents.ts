@@ -3,7 +3,6 @@ import type { Context } from "hono";
 import { type AppEnv, createRouter } from "../app";
 import { hasScope } from "../auth/api-key";
 import { hashLeaseToken } from "../auth/lease-token";
-import { requireScope } from "../auth/middleware";
 import {
   type Actor,
   type AgentRow,
@@ -41,7 +40,7 @@ import {
 } from "../schemas/agent";
 import { errorResponses } from "../schemas/error";
 import { announce, claimWaiters, forgetAgent } from "../wakeups";
-import { SECURITY } from "./security";
+import { requires } from "./security";
 
 /** An agent's acts at `now` refresh `last_seen` only once it is half a TTL old: idle claims write nothing. */
 function seen(env: Env, now: number) {
@@ -173,8 +172,7 @@ export const registerAgent = createRoute({
   summary: "Register or refresh an agent",
   description:
     "Creates the agent or refreshes its `last_seen`; `labels`, when given, replace its labels. The key that registers a hostname owns it: any other key gets 403 on every agent route for it (the owner's rotation successor is the owner). A key restricted by `agent_hostnames` may register only matching hostnames. An agent receives the `_all` and label jobs created after it registered, and jobs targeted at its hostname. A new agent or new labels take the next store revision.",
-  security: SECURITY,
-  middleware: [requireScope("agent:write")] as const,
+  ...requires("agent:write"),
   request: {
     params: HostnameParamsSchema,
     body: jsonBody(RegisterAgentBodySchema, "Optional: the agent's labels", false),
@@ -193,8 +191,7 @@ export const listAgentsRoute = createRoute({
   summary: "List agents",
   description:
     "A page of registered agents, by hostname, with `state` `ready` when it was seen within the agent TTL and `stale` otherwise, and the prefix of the key that owns it.",
-  security: SECURITY,
-  middleware: [requireScope("agent:read")] as const,
+  ...requires("agent:read"),
   request: { query: ListAgentsQuerySchema },
   responses: {
     200: {
@@ -213,8 +210,7 @@ export const deregisterAgent = createRoute({
   summary: "Deregister an agent",
   description:
     "By the owning key, or any admin key (which frees the hostname). Removes the agent and its labels in one transaction, and ends what it held: its share of jobs meant for it (its hostname, `_all`, its labels) ends `skipped` with `agent deregistered` in the timeline, and the leases of `_any` jobs it held run out at once, so any other agent's next claim takes them over. Jobs can no longer target it, and its reports get 404. What it did stays in the jobs' history.",
-  security: SECURITY,
-  middleware: [requireScope("agent:write")] as const,
+  ...requires("agent:write"),
   request: { params: HostnameParamsSchema },
   responses: {
     204: { description: "Deregistered" },
@@ -230,8 +226,7 @@ export const claimJobsRoute = createRoute({
   summary: "Claim jobs",
   description:
     "Hands the agent the jobs due for it, oldest first, each under a lease with its own `lease_token`, which the delivery's reports and lease extensions must carry: `_any` jobs that no agent holds or has finished, jobs targeted at its hostname, and `_all` and label jobs it has not finished. Each claim writes an `acknowledged` event; the job becomes `processing`. A job whose lease ran out is handed out again (`delivery` + 1); after the maximum deliveries (`MAX_DELIVERIES`, default 5) it is failed for that agent with `max deliveries exceeded`. An empty list when nothing is due; such a claim writes nothing, except `last_seen`, which every agent route refreshes at most once per half `AGENT_TTL_SECONDS`.",
-  security: SECURITY,
-  middleware: [requireScope("agent:write")] as const,
+  ...requires("agent:write"),
   request: {
     params: HostnameParamsSchema,
     body: jsonBody(ClaimBodySchema, "Optional: how many jobs, and the lease", false),
@@ -253,8 +248,7 @@ export const reportJobEvent = createRoute({
   summary: "Report on a claimed job",
   description:
     "`started` (once per delivery), then one of `completed` (with `result`, `changed`), `failed` (with `error`) or `skipped`, each with the delivery's `lease_token`. The event, the agent's answer, the job's status, the counters and the revision move in one transaction. Only the current delivery may report, before its lease runs out; otherwise the answer is 409 and nothing changes, with `error` saying why: `lease expired`, `superseded by delivery N` (a redelivery, to this agent or another, has the job now), `unknown lease token`, `already started`, or that the agent already finished the job.",
-  security: SECURITY,
-  middleware: [requireScope("agent:write")] as const,
+  ...requires("agent:write"),
   request: {
     params: AgentJobParamsSchema,
     body: jsonBody(AgentEventBodySchema, "The event and, when final, the outcome"),
@@ -276,8 +270,7 @@ export const extendLeaseRoute = createRoute({
   summary: "Extend a lease",
   description:
     "For jobs that run longer than their lease: the delivery's lease now runs until `lease_seconds` from now. Needs the delivery's `lease_token`, before the lease runs out, on the report's rules (403 for another key's agent; 409 `lease expired`, `superseded by delivery N`, `unknown lease token`). One round trip; takes no store revision, since the job does not change. Refreshes `last_seen`.",
-  security: SECURITY,
-  middleware: [requireScope("agent:write")] as const,
+  ...requires("agent:write"),
   request: {
     params: AgentJobParamsSchema,
     body: jsonBody(LeaseBodySchema, "The delivery's token and the new lease"),

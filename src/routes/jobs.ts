@@ -1,6 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { createRouter } from "../app";
-import { assertScope, requireScope } from "../auth/middleware";
+import { assertScope } from "../auth/middleware";
 import { isTargetFound } from "../db/agents";
 import {
   type BulkRetryBody,
@@ -35,7 +35,7 @@ import {
   RetryJobBodySchema,
 } from "../schemas/job";
 import { announce } from "../wakeups";
-import { SECURITY } from "./security";
+import { requires } from "./security";
 
 const jsonBody = <T>(schema: T, description: string, required = true) => ({
   required,
@@ -47,8 +47,11 @@ const string = { type: "string" as const };
 
 const IdempotencyHeaders = z.object({
   "idempotency-key": z.string().optional().openapi({
+    minLength: 1,
+    maxLength: 512,
+    pattern: "^[\\x20-\\x7E]+$",
     description:
-      "Makes the request safe to repeat: 1–255 printable ASCII characters, per API key (with its rotations) and route, kept at least 24 h (for example `retry-5b0e2a52-1`). A repeat gets the first response with `Idempotent-Replayed: true`; the same key with a different request gets 422.",
+      "Makes the request safe to repeat: 1–255 printable ASCII characters, bare or as a quoted string, per API key (with its rotations) and route, kept at least 24 h (for example `retry-5b0e2a52-1`). A repeat gets the first response with `Idempotent-Replayed: true`; the same key with a different request gets 422.",
   }),
 });
 
@@ -122,8 +125,7 @@ export const createJob = createRoute({
   summary: "Submit a job",
   description:
     "Stores a new job for agents to run, with its `submitted` event, in one transaction that takes the next store revision. `target_hostname` defaults to `_any`.",
-  security: SECURITY,
-  middleware: [requireScope("job:write")] as const,
+  ...requires("job:write"),
   request: {
     headers: IdempotencyHeaders,
     body: jsonBody(CreateJobBodySchema, "The operation and, optionally, its target"),
@@ -142,8 +144,7 @@ export const listJobsRoute = createRoute({
   summary: "List jobs",
   description:
     "Newest first. `total_items` counts the jobs matching the filter; `status_counts` counts every job by status, whatever the filter. `retry_of` and `root_job_id` select a retry chain.",
-  security: SECURITY,
-  middleware: [requireScope("job:read")] as const,
+  ...requires("job:read"),
   request: { query: ListJobsQuerySchema },
   responses: {
     200: {
@@ -162,8 +163,7 @@ export const getJob = createRoute({
   summary: "Get a job",
   description:
     'The job with its status, lineage, per-agent responses and states, and timeline. Sends a strong `ETag` (`"r<revision>"`); with a matching `If-None-Match` the answer is 304.',
-  security: SECURITY,
-  middleware: [requireScope("job:read")] as const,
+  ...requires("job:read"),
   request: {
     params: JobIdParamsSchema,
     headers: z.object({
@@ -181,7 +181,10 @@ export const getJob = createRoute({
       },
       content: { "application/json": { schema: JobSchema } },
     },
-    304: { description: "Not modified since the ETag in If-None-Match" },
+    304: {
+      description: "Not modified since the ETag in If-None-Match",
+      headers: { ETag: { description: "The job's current entity tag", schema: string } },
+    },
     ...errorResponses(400, 401, 403, 404, 429, 500, 503),
   },
 });
@@ -194,8 +197,7 @@ export const deleteJobRoute = createRoute({
   summary: "Delete a job",
   description:
     "Removes the job with its events, in one transaction that takes the next store revision.",
-  security: SECURITY,
-  middleware: [requireScope("job:write")] as const,
+  ...requires("job:write"),
   request: { params: JobIdParamsSchema, headers: z.object(PreconditionHeaders) },
   responses: {
     204: { description: "Deleted" },
@@ -211,8 +213,7 @@ export const retryJobRoute = createRoute({
   summary: "Retry a job",
   description:
     "Creates a new job with the original's operation (lineage: `retry_of`, `root_job_id`, `attempt`) and records a `retried` event on the original, in one transaction that takes the next store revision. Any status may be retried; the original is unchanged otherwise. Without a body, or with `target_hostname` null, the new job targets `_any`.",
-  security: SECURITY,
-  middleware: [requireScope("job:write")] as const,
+  ...requires("job:write"),
   request: {
     params: JobIdParamsSchema,
     headers: IdempotencyHeaders.extend(PreconditionHeaders),
@@ -232,8 +233,7 @@ export const retryJobsRoute = createRoute({
   summary: "Retry many jobs",
   description:
     "Retries up to 100 jobs, named by `job_ids` or chosen as the oldest jobs in a `status`, in one transaction and one revision. Each source job gets a result: the new job's id, or why not. `dry_run` writes nothing and says what would happen; it lists job ids, so it also needs `job:read`. Against the key's write limit a bulk retry counts as many writes as the jobs it may make (the length of `job_ids`, or `limit`); a dry run counts one.",
-  security: SECURITY,
-  middleware: [requireScope("job:write")] as const,
+  ...requires("job:write"),
   request: {
     headers: IdempotencyHeaders,
     body: jsonBody(

@@ -58,6 +58,9 @@ export const LabelsSchema = z
     },
   )
   .openapi("Labels", {
+    maxProperties: MAX_LABELS,
+    // The metadata type knows OpenAPI 3.0's schema object only, without `propertyNames`.
+    ...{ propertyNames: { pattern: LABEL_KEY.source } },
     description:
       "Key → value. A job targeted at `key:value` goes to agents whose label `key` equals `value` or starts with `value.`",
     example: { group: "web.dev.us-east", os: "debian" },

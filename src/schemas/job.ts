@@ -183,6 +183,21 @@ export const TimelineEntrySchema = z
   })
   .openapi("TimelineEntry");
 
+const SUMMARY_EXAMPLE = {
+  id: "5b0e2a52-7a4b-4c1e-9d07-4a3b1f7c2e10",
+  status: "completed",
+  created: "2026-11-28T10:00:00.123Z",
+  updated_at: "2026-11-28T10:00:01.935Z",
+  operation: { type: "node.hostname.get", data: {} },
+  target_hostname: "_any",
+  revision: 42,
+  root_job_id: "5b0e2a52-7a4b-4c1e-9d07-4a3b1f7c2e10",
+  attempt: 1,
+  result: { hostname: "web-01" },
+  changed: false,
+  hostname: "web-01",
+} as const;
+
 export const JobSchema = JobSummarySchema.extend({
   retried_as: z
     .array(z.uuid())
@@ -190,7 +205,41 @@ export const JobSchema = JobSummarySchema.extend({
   responses: z.record(z.string(), AgentResponseSchema),
   agent_states: z.record(z.string(), AgentStateSchema),
   timeline: z.array(TimelineEntrySchema),
-}).openapi("Job");
+}).openapi("Job", {
+  example: {
+    ...SUMMARY_EXAMPLE,
+    retried_as: [],
+    responses: {
+      "web-01": {
+        status: "completed",
+        data: { hostname: "web-01" },
+        changed: false,
+        hostname: "web-01",
+      },
+    },
+    agent_states: { "web-01": { status: "completed", duration: "812ms" } },
+    timeline: [
+      {
+        timestamp: "2026-11-28T10:00:00.123Z",
+        event: "submitted",
+        hostname: "_api",
+        message: "Job submitted",
+      },
+      {
+        timestamp: "2026-11-28T10:00:01.123Z",
+        event: "acknowledged",
+        hostname: "web-01",
+        message: "Job acknowledged by web-01",
+      },
+      {
+        timestamp: "2026-11-28T10:00:01.935Z",
+        event: "completed",
+        hostname: "web-01",
+        message: "Job completed by web-01",
+      },
+    ],
+  },
+});
 
 export const JobListSchema = z
   .object({
@@ -199,7 +248,21 @@ export const JobListSchema = z
     items: z.array(JobSummarySchema),
     next_cursor: NextCursorSchema,
   })
-  .openapi("JobList");
+  .openapi("JobList", {
+    example: {
+      total_items: 1,
+      status_counts: {
+        unprocessed: 0,
+        processing: 0,
+        completed: 1,
+        failed: 0,
+        partial_failure: 0,
+        skipped: 0,
+      },
+      items: [SUMMARY_EXAMPLE],
+      next_cursor: null,
+    },
+  });
 
 const BulkRetryOptions = {
   target_hostname: TargetSchema.nullable().optional(),
