@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// End-to-end tests against a real `wrangler dev`: the OpenAPI document validated, the operator
+// End-to-end tests against a real `wrangler dev`: the OpenAPI document validated and linted, the operator
 // CLI, the reference agent's walkthrough, and Swagger UI in Debian's Chromium. Starts and stops its own server; prints
 // `N passed, N failed` last. E2E_PORT (default 8793) and E2E_STATE (default: a fresh temp folder).
 import { existsSync } from "node:fs";
