@@ -104,7 +104,7 @@ describe("API keys", () => {
 });
 
 describe("malformed credentials", () => {
-  it.each([["Bearer a b"], ["Token x"], ["Basic dXNlcjpwYXNz"], ["Bearer"], ["Bearer "], [""]])(
+  it.each([["Bearer a b"], ["Token x"], ["Basic dXNlcjpwYXNz"], ["Bearer"], ["Bearer "]])(
     "answers 400 invalid_request for Authorization: %j",
     async (authorization) => {
       const response = await call("GET", "/job", {
