@@ -517,6 +517,14 @@ describe("POST /agent/{hostname}/job/{id}/event", () => {
     expect((await getJob(job_id)).status).toBe("processing");
   });
 
+  it("says which events there are when the event is unknown, and what a body lacks", async () => {
+    const { hostname, job_id } = await claimed();
+    const unknown = await expectError(await report(hostname, job_id, { event: "done" }), 400);
+    expect(unknown.details).toContain("event: must be one of started, completed, failed, skipped");
+    const failed = await expectError(await report(hostname, job_id, { event: "failed" }), 400);
+    expect(failed.details).toContain("error");
+  });
+
   it("answers 413 for a result over 64 KiB", async () => {
     const { hostname, job_id } = await claimed();
     const body = { event: "completed", result: "x".repeat(65 * 1024) };

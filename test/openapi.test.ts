@@ -186,6 +186,18 @@ describe("what the document says", () => {
     }
   });
 
+  it("has no nullable query parameter: an absent one takes its default", async () => {
+    const doc = await document();
+    for (const { method, path, operation } of operations(doc)) {
+      for (const parameter of operation.parameters ?? []) {
+        if (parameter.in !== "query") continue;
+        expect(JSON.stringify(parameter.schema), `${method} ${path} ${parameter.name}`).not.toMatch(
+          /"null"|"nullable"/,
+        );
+      }
+    }
+  });
+
   it("has servers, a license, no security on /health, and an error type enum", async () => {
     const doc = await document();
     expect(doc.servers?.length).toBeGreaterThan(0);
