@@ -24,6 +24,7 @@ export default defineConfig(async () => {
             KEY_CACHE_SECONDS: "0",
             WEBHOOK_ALLOW_HOSTS: "127.0.0.1,receiver.test",
             WEBHOOK_SECRET_KEY: "ZGV2LW9ubHktd2ViaG9vay1rZXktMzItYnl0ZXMhISE=",
+            AUTH_FAILURES_PER_MINUTE: "0",
           },
           ratelimits: {
             READ_LIMITER: { simple: { limit: 1_000_000, period: 60 } },

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// End-to-end tests against a real `wrangler dev`: the OpenAPI document validated, the operator
-// CLI, the reference agent's walkthrough, npm run retention, and Swagger UI in Debian's Chromium. Starts and stops its own server; prints
-// `N passed, N failed` last. E2E_PORT (default: a free port) and E2E_STATE (default: a fresh temp folder).
+// End-to-end tests against a real `wrangler dev`: the OpenAPI document validated and linted, the
+// operator CLI, the reference agent's walkthrough, npm run retention, and Swagger UI in Debian's
+// Chromium. Starts and stops its own server; prints `N passed, N failed` last. E2E_PORT (default: a
+// free port) and E2E_STATE (default: a fresh temp folder).
 import { existsSync } from "node:fs";
 import { run } from "node:test";
 import { spec } from "node:test/reporters";

@@ -27,7 +27,8 @@ const USAGE = `usage: jobs <command> [options]
                                                    up to 100 jobs (the oldest in S), a result each;
                                                    --dry-run says what would happen, writes nothing
   job delete <id>
-  agent list                                       registered agents and whether they are ready
+  agent list [--limit N] [--cursor C]              registered agents and whether they are ready,
+                                                   by hostname, 100 a page
 
 options:  --json  print the API's JSON on stdout (errors stay on stderr)   -h, --help
 environment:  JOBS_URL (default http://127.0.0.1:$PORT, PORT 8787: npm run dev),
@@ -366,7 +367,11 @@ async function jobDelete(conf, values, positionals, out) {
 }
 
 async function agentList(conf, values, out) {
-  const page = await request(conf, "GET", "/agent");
+  const query = new URLSearchParams();
+  const limit = integer(values.limit, "limit");
+  if (limit) query.set("limit", limit);
+  if (values.cursor) query.set("cursor", values.cursor);
+  const page = await request(conf, "GET", `/agent${query.size ? `?${query}` : ""}`);
   if (values.json) return out(JSON.stringify(page, null, 2));
   if (page.items.length === 0) return out("no agents registered");
   out(
@@ -385,6 +390,7 @@ async function agentList(conf, values, out) {
       ["LAST SEEN", (a) => time(a.last_seen)],
     ]),
   );
+  if (page.next_cursor) out(`next: --cursor ${page.next_cursor}`);
 }
 
 async function run(argv, { env, out, err }) {

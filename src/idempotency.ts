@@ -31,7 +31,9 @@ function canonicalJson(value: unknown): string {
 
 /**
  * The Idempotency-Key use of this request, or undefined when it sent none. A key is scoped to the
- * API key and the route; the fingerprint covers the request's target and its canonical body.
+ * API key's rotation lineage (a rotated key repeating a request repeats it) and the route; the
+ * fingerprint covers the request's target and its body as the handler resolved it, so bodies
+ * that mean the same (`{}`, `{"target_hostname": null}`) are the same request.
  */
 export async function idempotencyOf(
   c: Context<AppEnv>,
@@ -44,7 +46,7 @@ export async function idempotencyOf(
   const key = parseIdempotencyKey(header);
   if (key === null) {
     throw new ApiError(
-      400,
+      "invalid_header",
       `invalid ${IDEMPOTENCY_HEADER} header`,
       "1–255 printable ASCII characters, bare or quoted",
     );
@@ -56,7 +58,7 @@ export async function idempotencyOf(
   const hours = Number(c.env.IDEMPOTENCY_TTL_HOURS);
   const now = Date.now();
   return {
-    apiKeyId: c.get("apiKey").id,
+    apiKeyId: c.get("apiKey").lineage,
     route,
     key,
     fingerprint: toHex(new Uint8Array(digest)),

@@ -2,10 +2,11 @@ import { swaggerUI } from "@hono/swagger-ui";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
-import { createRouter } from "./app";
+import { type AppEnv, createRouter } from "./app";
 import { authenticate } from "./auth/middleware";
 import { ApiError, notFoundOrMethodNotAllowed, onError } from "./errors";
 import { requestLog } from "./logging";
+import { registerDocumentComponents, serveDocument } from "./openapi";
 import { rateLimit } from "./rate-limit";
 import { scheduled } from "./retention";
 import { agents } from "./routes/agents";
@@ -74,6 +75,7 @@ app.use(
 app.use(utf8Body);
 
 registerSecuritySchemes(app);
+registerDocumentComponents(app);
 const routes = app
   .route("/", health)
   .route("/", jobs)
@@ -82,38 +84,22 @@ const routes = app
   .route("/", keys)
   .route("/", webhooks);
 
-app.doc31("/openapi.json", {
-  openapi: "3.1.0",
-  info: {
-    title: "Job API",
-    version: "1.0.0",
-    description:
-      "Submit jobs for agents, watch them, and retry them. Every error has the shape `{error, details?, code}`. Every write takes the next store-wide `revision`.",
-  },
-  tags: [
-    { name: "jobs", description: "Submit, list, inspect, delete and retry jobs" },
-    {
-      name: "agents",
-      description: "Agents register, claim jobs under a lease, and report what happened",
-    },
-    { name: "keys", description: "Create, list, revoke and rotate API keys (scope admin)" },
-    {
-      name: "webhooks",
-      description: "Be told when jobs end: signed POSTs through a queue (scope admin)",
-    },
-    { name: "service", description: "Health and documentation" },
-  ],
-});
+app.get("/openapi.json", serveDocument(app));
 
-app.get(
-  "/docs",
-  swaggerUI({
+/** Swagger UI keeps the key for the tab only, unless DOCS_PERSIST_AUTHORIZATION is "true". */
+const docs = [false, true].map((persistAuthorization) =>
+  swaggerUI<AppEnv>({
     url: "/openapi.json",
     baseUrl: "/vendor",
     title: "Job API",
-    persistAuthorization: true,
+    persistAuthorization,
   }),
 );
+app.get("/docs", (c, next) => {
+  const persist: string = c.env.DOCS_PERSIST_AUTHORIZATION;
+  const page = docs[persist === "true" ? 1 : 0];
+  return page ? page(c, next) : next();
+});
 
 app.onError(onError);
 app.notFound(notFoundOrMethodNotAllowed(app.routes));

@@ -1,7 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { matchedRoutes } from "hono/route";
 import type { AppEnv } from "./app";
-import { keyPrefix } from "./auth/api-key";
+import { keyPrefix, redactKeys } from "./auth/api-key";
 
 /** One line per request, as queried in Workers Logs and `wrangler tail`. Never a secret. */
 export type RequestLog = {
@@ -64,7 +64,7 @@ export const requestLog: MiddlewareHandler<AppEnv> = async (c, next) => {
     request_id: c.get("requestId"),
     method: c.req.method,
     route: routePattern(c),
-    path: c.req.path,
+    path: redactKeys(c.req.path),
     status,
     duration_ms: Date.now() - started,
   };
@@ -80,7 +80,7 @@ export const requestLog: MiddlewareHandler<AppEnv> = async (c, next) => {
     else line.job_id = newJob;
   }
   if (typeof outcome.revision === "number") line.revision = outcome.revision;
-  if (status >= 500 && c.error) line.error = c.error.message;
+  if (status >= 500 && c.error) line.error = redactKeys(c.error.message);
   // Workers Logs and `wrangler tail` take the level from the console method.
   (line.level === "error" ? console.error : console.log)(JSON.stringify(line));
 };

@@ -11,13 +11,14 @@ function tags(header: string): string[] {
 }
 
 /**
- * The revisions If-Match accepts (strong comparison, so weak tags never match), or undefined for
- * no header or `*`, which asks only that the job exists.
+ * The revisions If-Match accepts (strong comparison, so weak tags never match, and a tag matches
+ * only its own spelling: `"r0793"` is no job's tag), or undefined for no header or `*`, which
+ * asks only that the job exists.
  */
 export function ifMatchRevisions(header: string | undefined): number[] | undefined {
   if (header === undefined || header.trim() === "*") return undefined;
   return tags(header).flatMap((tag) => {
-    const match = /^"r(\d{1,15})"$/.exec(tag);
+    const match = /^"r(0|[1-9]\d{0,14})"$/.exec(tag);
     return match?.[1] ? [Number(match[1])] : [];
   });
 }

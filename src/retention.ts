@@ -5,12 +5,14 @@ const DAY_MS = 86_400_000;
 export const RETENTION_BATCH = 1000;
 // Four statements per batch: 10 batches stay within the 50 queries of a free-plan invocation.
 export const RETENTION_MAX_BATCHES = 10;
+// One statement each: with the retention's 40, within the free plan's 50.
+export const PURGE_MAX_BATCHES = 9;
 
 export type RetentionRun = { cutoff: string | null; jobs: number; idempotency_keys: number };
 
 /**
  * Deletes jobs created more than RETENTION_DAYS ago, oldest first, in bounded batches, and
- * expired Idempotency-Key records. RETENTION_DAYS of 0 (or anything not a positive number) keeps
+ * expired Idempotency-Key records (up to 9,000 a run; each idempotent write also removes two). RETENTION_DAYS of 0 (or anything not a positive number) keeps
  * jobs forever.
  */
 export async function applyRetention(env: Env, now: number): Promise<RetentionRun> {
@@ -24,7 +26,12 @@ export async function applyRetention(env: Env, now: number): Promise<RetentionRu
       if (deleted === 0) break;
     }
   }
-  const idempotency_keys = await purgeIdempotencyKeys(env.DB, new Date(now).toISOString());
+  let idempotency_keys = 0;
+  for (let batch = 0; batch < PURGE_MAX_BATCHES; batch++) {
+    const purged = await purgeIdempotencyKeys(env.DB, new Date(now).toISOString(), RETENTION_BATCH);
+    idempotency_keys += purged;
+    if (purged < RETENTION_BATCH) break;
+  }
   return { cutoff, jobs, idempotency_keys };
 }
 

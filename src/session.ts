@@ -15,7 +15,7 @@ export const d1Session: MiddlewareHandler<AppEnv> = async (c, next) => {
   const bookmark = c.req.header(BOOKMARK_HEADER);
   if (bookmark !== undefined && !BOOKMARK.test(bookmark)) {
     throw new ApiError(
-      400,
+      "invalid_header",
       `invalid ${BOOKMARK_HEADER} header`,
       "send back a bookmark this service returned",
     );

@@ -21,7 +21,7 @@ export const utf8Body: MiddlewareHandler<AppEnv> = async (c, next) => {
       try {
         new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
       } catch {
-        throw new ApiError(400, "malformed request body", "the body is not valid UTF-8");
+        throw new ApiError("invalid_body", "malformed request body", "the body is not valid UTF-8");
       }
     }
   }

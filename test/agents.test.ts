@@ -113,6 +113,38 @@ describe("GET /agent", () => {
     expect(names).toEqual([...names].sort());
   });
 
+  it("pages by hostname with limit and cursor, next_cursor null on the last page", async () => {
+    const stem = host("page");
+    const names = [`${stem}-a`, `${stem}-b`, `${stem}-c`];
+    for (const name of names) await register(name);
+    const first = await parse(await call("GET", `/agent?limit=2&cursor=${stem}`), AgentListSchema);
+    expect(first.items.map((agent) => agent.hostname)).toEqual(names.slice(0, 2));
+    expect(first.next_cursor).toBe(names[1]);
+    const all = await parse(await call("GET", "/agent?limit=100"), AgentListSchema);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const query: string = cursor === null ? "" : `&cursor=${cursor}`;
+      const page = await parse(await call("GET", `/agent?limit=7${query}`), AgentListSchema);
+      seen.push(...page.items.map((agent) => agent.hostname));
+      cursor = page.next_cursor;
+    } while (cursor !== null && seen.length < 10_000);
+    expect(seen.slice(0, all.items.length)).toEqual(all.items.map((agent) => agent.hostname));
+    expect(new Set(seen).size).toBe(seen.length);
+    await expectError(await call("GET", "/agent?limit=101"), 400);
+    await expectError(await call("GET", "/agent?cursor=bad@host"), 400);
+  });
+
+  it("answers 413 for labels over 4 KiB in all, and stores nothing", async () => {
+    const hostname = host("big");
+    const labels = Object.fromEntries(
+      Array.from({ length: 40 }, (_, i) => [`k${i}`, "v".repeat(120)]),
+    );
+    const response = await call("PUT", `/agent/${hostname}`, { body: { labels } });
+    expect((await expectError(response, 413)).type).toBe("payload_too_large");
+    await expectError(await call("DELETE", `/agent/${hostname}`), 404);
+  });
+
   it("needs agent:read", async () => {
     await expectError(await call("GET", "/agent", { key: null }), 401);
     const key = await createKey(["job:read"]);
@@ -197,7 +229,11 @@ describe("targets on POST /job and POST /job/{id}/retry", () => {
       await call("POST", "/job", { body: { operation: { type: "x" }, target_hostname: target } }),
       400,
     );
-    expect(error).toEqual({ error: `target agent "${target}" not found`, code: 400 });
+    expect(error).toEqual({
+      type: "target_not_found",
+      error: `target agent "${target}" not found`,
+      code: 400,
+    });
     expect(await storeRevision()).toBe(before);
   });
 
@@ -474,11 +510,26 @@ describe("POST /agent/{hostname}/job/{id}/event", () => {
     ["failed without an error", { event: "failed" }],
     ["an empty error", { event: "failed", error: "" }],
     ["a non-boolean changed", { event: "completed", changed: "yes" }],
-    ["a result over 64 KiB", { event: "completed", result: "x".repeat(65 * 1024) }],
     ["an unknown field", { event: "completed", output: 1 }],
   ])("answers 400 for %s", async (_, body) => {
     const { hostname, job_id } = await claimed();
     await expectError(await report(hostname, job_id, body), 400);
+    expect((await getJob(job_id)).status).toBe("processing");
+  });
+
+  it("says which events there are when the event is unknown, and what a body lacks", async () => {
+    const { hostname, job_id } = await claimed();
+    const unknown = await expectError(await report(hostname, job_id, { event: "done" }), 400);
+    expect(unknown.details).toContain("event: must be one of started, completed, failed, skipped");
+    const failed = await expectError(await report(hostname, job_id, { event: "failed" }), 400);
+    expect(failed.details).toContain("error");
+  });
+
+  it("answers 413 for a result over 64 KiB", async () => {
+    const { hostname, job_id } = await claimed();
+    const body = { event: "completed", result: "x".repeat(65 * 1024) };
+    const error = await expectError(await report(hostname, job_id, body), 413);
+    expect(error.type).toBe("payload_too_large");
     expect((await getJob(job_id)).status).toBe("processing");
   });
 

@@ -1,4 +1,7 @@
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import worker from "../src/index";
 import { call, createJob, createKey, expectError } from "./helpers";
 
 describe("API keys", () => {
@@ -12,7 +15,11 @@ describe("API keys", () => {
   it("answers 401 'API key required' with a Bearer challenge when there is no key", async () => {
     const response = await call("GET", "/job", { key: null });
     expect(response.headers.get("WWW-Authenticate")).toBe('Bearer realm="jobs"');
-    expect(await expectError(response, 401)).toEqual({ error: "API key required", code: 401 });
+    expect(await expectError(response, 401)).toEqual({
+      type: "unauthenticated",
+      error: "API key required",
+      code: 401,
+    });
   });
 
   it("answers 401 invalid_token for unknown, malformed, wrong-secret, revoked and expired keys", async () => {
@@ -73,6 +80,7 @@ describe("API keys", () => {
       });
       expect(response.headers.get("WWW-Authenticate")).toContain('error="insufficient_scope"');
       expect(await expectError(response, 403)).toEqual({
+        type: "insufficient_scope",
         error: "Insufficient permissions",
         details: `requires ${scope}`,
         code: 403,
@@ -92,5 +100,82 @@ describe("API keys", () => {
     for (const path of ["/health", "/openapi.json", "/docs"]) {
       expect((await call("GET", path, { key: null })).status).toBe(200);
     }
+  });
+});
+
+describe("malformed credentials", () => {
+  it.each([["Bearer a b"], ["Token x"], ["Basic dXNlcjpwYXNz"], ["Bearer"], ["Bearer "]])(
+    "answers 400 invalid_request for Authorization: %j",
+    async (authorization) => {
+      const response = await call("GET", "/job", {
+        key: null,
+        headers: { Authorization: authorization },
+      });
+      expect(response.headers.get("WWW-Authenticate")).toContain('error="invalid_request"');
+      expect((await expectError(response, 400)).type).toBe("invalid_authorization");
+    },
+  );
+
+  it("answers 400 for a key in both Authorization and X-API-Key", async () => {
+    const key = await createKey(["job:read"]);
+    const response = await call("GET", "/job", { key, headers: { "X-API-Key": key } });
+    expect((await expectError(response, 400)).details).toContain("not both");
+  });
+});
+
+describe("Cache-Control", () => {
+  it("is no-store on every authenticated answer, the new key's above all", async () => {
+    const created = await call("POST", "/keys", { body: { name: "c", scopes: ["job:read"] } });
+    expect(created.status).toBe(201);
+    expect(created.headers.get("Cache-Control")).toBe("no-store");
+    const { job_id } = await createJob();
+    for (const path of [
+      "/job",
+      `/job/${job_id}`,
+      "/keys",
+      "/agent",
+      `/job/${crypto.randomUUID()}`,
+    ]) {
+      expect((await call("GET", path)).headers.get("Cache-Control"), path).toBe("no-store");
+    }
+    const unauthenticated = await call("GET", "/job", { key: null });
+    expect(unauthenticated.headers.get("Cache-Control")).toBe("no-store");
+  });
+});
+
+describe("failed authentications", () => {
+  async function send(key: string, address: string, limit = "3") {
+    const ctx = createExecutionContext();
+    const response = await worker.fetch(
+      new Request("http://jobs.test/job", {
+        headers: { Authorization: `Bearer ${key}`, "CF-Connecting-IP": address },
+      }),
+      { ...env, AUTH_FAILURES_PER_MINUTE: limit } as Env,
+      ctx,
+    );
+    await waitOnExecutionContext(ctx);
+    return response;
+  }
+
+  const unknownKey = () =>
+    `jobs_${"z".repeat(12)}_${crypto.randomUUID().replaceAll("-", "")}${"A".repeat(11)}`;
+
+  it("limits each address to AUTH_FAILURES_PER_MINUTE, then answers 429 with Retry-After", async () => {
+    const address = `198.51.100.${Math.floor(Math.random() * 250)}`;
+    for (let i = 0; i < 3; i++) await expectError(await send(unknownKey(), address), 401);
+    const limited = await send(unknownKey(), address);
+    expect(Number(limited.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
+    expect((await expectError(limited, 429)).type).toBe("too_many_failed_authentications");
+    const valid = await createKey(["job:read"]);
+    expect((await send(valid, "203.0.113.9")).status).toBe(200);
+  });
+
+  it("remembers a failed key for a while instead of looking it up again", async () => {
+    const key = await createKey(["job:read"], { revokedAt: new Date().toISOString() });
+    await expectError(await send(key, "192.0.2.10", "0"), 401);
+    await env.DB.prepare("UPDATE api_keys SET revoked_at = NULL WHERE prefix = ?1")
+      .bind(key.slice(0, 17))
+      .run();
+    await expectError(await send(key, "192.0.2.10", "0"), 401);
   });
 });

@@ -119,6 +119,38 @@ describe("Idempotency-Key", () => {
     expect(theirs.job_id).not.toBe(mine.job_id);
   });
 
+  it("replays for the key a rotation made, not only for the key that sent it first", async () => {
+    const created = await call("POST", "/keys", { body: { name: "idem", scopes: ["job:write"] } });
+    const old = (await created.json()) as { id: string; key: string };
+    const key = crypto.randomUUID();
+    const body = { operation: { type: "idem.rotation" } };
+    const first = await parse(
+      await call("POST", "/job", { key: old.key, headers: idem(key), body }),
+      JobAcceptedSchema,
+    );
+    const rotated = await call("POST", `/keys/${old.id}/rotate`);
+    const successor = ((await rotated.json()) as { key: string }).key;
+    const count = await jobCount();
+    const again = await call("POST", "/job", { key: successor, headers: idem(key), body });
+    expect(again.headers.get("Idempotent-Replayed")).toBe("true");
+    expect((await parse(again, JobAcceptedSchema)).job_id).toBe(first.job_id);
+    expect(await jobCount()).toBe(count);
+  });
+
+  it.each([
+    [{}, { target_hostname: null }],
+    [undefined, {}],
+    [{ target_hostname: null }, { target_hostname: "_any" }],
+  ])("takes retry bodies %j and %j for the same request", async (a, b) => {
+    const { job_id } = await createJob();
+    const key = crypto.randomUUID();
+    const first = await call("POST", `/job/${job_id}/retry`, { headers: idem(key), body: a });
+    expect(first.status).toBe(201);
+    const second = await call("POST", `/job/${job_id}/retry`, { headers: idem(key), body: b });
+    expect(second.status).toBe(201);
+    expect(second.headers.get("Idempotent-Replayed")).toBe("true");
+  });
+
   it.each(["", '""', "x".repeat(256), "tab\there", "é", '"unterminated'])(
     "answers 400 for the key %j",
     async (key) => {
@@ -205,6 +237,39 @@ describe("ETag and preconditions", () => {
   });
 });
 
+describe("entity tags compared as strings", () => {
+  it("does not take a tag with a leading zero for the revision it spells", async () => {
+    const { job_id, revision: rev } = await createJob();
+    const padded = { "If-Match": `"r0${rev}"` };
+    const before = await revision();
+    expect(
+      (await expectError(await call("POST", `/job/${job_id}/retry`, { headers: padded }), 412))
+        .type,
+    ).toBe("precondition_failed");
+    await expectError(await call("DELETE", `/job/${job_id}`, { headers: padded }), 412);
+    expect(await revision()).toBe(before);
+  });
+
+  it("answers If-None-Match: * on retry and delete of an existing job with 412, writing nothing", async () => {
+    const { job_id, revision: rev } = await createJob();
+    const before = await revision();
+    const star = { "If-None-Match": "*" };
+    const retry = await call("POST", `/job/${job_id}/retry`, { headers: star });
+    expect(retry.headers.get("ETag")).toBe(`"r${rev}"`);
+    await expectError(retry, 412);
+    await expectError(await call("DELETE", `/job/${job_id}`, { headers: star }), 412);
+    await expectError(
+      await call("DELETE", `/job/${job_id}`, { headers: { "If-None-Match": `"r${rev}"` } }),
+      412,
+    );
+    expect(await revision()).toBe(before);
+    await expectError(await call("DELETE", `/job/${crypto.randomUUID()}`, { headers: star }), 404);
+    expect(
+      (await call("DELETE", `/job/${job_id}`, { headers: { "If-None-Match": '"r1"' } })).status,
+    ).toBe(204);
+  });
+});
+
 describe("D1 bookmarks", () => {
   it("returns a bookmark on reads and writes and accepts it back", async () => {
     const created = await call("POST", "/job", { body: { operation: { type: "bookmark" } } });
@@ -254,6 +319,38 @@ describe("rate limits", () => {
     expect(statuses.at(-1)).toBe(429);
     expect(Number(limited?.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
     if (limited) expect((await expectError(limited, 429)).error).toBe("rate limit exceeded");
+  });
+});
+
+describe("the write cost of a bulk retry", () => {
+  async function bulk(key: string, body: unknown) {
+    const ctx = createExecutionContext();
+    const response = await worker.fetch(
+      new Request("http://jobs.test/job/retry", {
+        method: "POST",
+        headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      }),
+      { ...env, WRITE_LIMITER: env.TEST_TIGHT_LIMITER },
+      ctx,
+    );
+    await waitOnExecutionContext(ctx);
+    return response;
+  }
+
+  it("counts every job it may write against the key's write limit, and writes nothing past it", async () => {
+    const key = await createKey(["job:read", "job:write"]);
+    const ids = await Promise.all(
+      Array.from({ length: 4 }, async () => (await createJob()).job_id),
+    );
+    const before = await revision();
+    const refused = await bulk(key, { job_ids: ids });
+    expect(Number(refused.headers.get("Retry-After"))).toBeGreaterThanOrEqual(1);
+    expect((await expectError(refused, 429)).type).toBe("rate_limited");
+    expect(await revision()).toBe(before);
+    const other = await createKey(["job:read", "job:write"]);
+    await expectError(await bulk(other, { status: "failed" }), 429);
+    expect(await revision()).toBe(before);
   });
 });
 
@@ -320,6 +417,19 @@ describe("POST /job/retry", () => {
       ],
     });
     expect(await revision()).toBe(before);
+  });
+
+  it("refuses a dry run to a key without job:read: it would list job ids", async () => {
+    const writer = await createKey(["job:write"]);
+    await createJob({ type: "dry" });
+    const response = await call("POST", "/job/retry", {
+      key: writer,
+      body: { status: "unprocessed", dry_run: true },
+    });
+    expect(await expectError(response, 403)).toMatchObject({
+      type: "insufficient_scope",
+      details: "requires job:read",
+    });
   });
 
   it("writes nothing and takes no revision when no job exists", async () => {

@@ -159,6 +159,7 @@ describe("the typed client (hc with AppType) against the Worker", () => {
     expect(refused.status).toBe(403);
     if (refused.status === 403) {
       expect(await refused.json()).toEqual({
+        type: "insufficient_scope",
         error: "Insufficient permissions",
         details: "requires admin",
         code: 403,

@@ -117,7 +117,11 @@ describe("a statement failing inside a write batch (a test-only trigger raising)
 
       const response = await withTrigger(`fault_${marker}`, trigger(marker), send);
 
-      expect(await expectError(response, 500)).toEqual({ error: "internal error", code: 500 });
+      expect(await expectError(response, 500)).toEqual({
+        type: "internal_error",
+        error: "internal error",
+        code: 500,
+      });
       expect(await snapshot()).toEqual(before);
       if (job) expect(await (await call("GET", `/job/${job}`)).json()).toEqual(jobBefore);
       await expectConsistent();
@@ -185,6 +189,7 @@ const TRANSIENT = [
 async function expectUnavailable(response: Response) {
   const retryAfter = Number(response.headers.get("Retry-After"));
   expect(await expectError(response, 503)).toEqual({
+    type: "unavailable",
     error: "database temporarily unavailable",
     details: "retry after a short delay",
     code: 503,
@@ -260,7 +265,11 @@ describe("D1's transient errors", () => {
       error: new Error("D1_ERROR: no such table: jobs: SQLITE_ERROR"),
     });
     const response = await fetchWith(db, "POST", "/job", { operation: { type: "x" } });
-    expect(await expectError(response, 500)).toEqual({ error: "internal error", code: 500 });
+    expect(await expectError(response, 500)).toEqual({
+      type: "internal_error",
+      error: "internal error",
+      code: 500,
+    });
     expect(logged).toHaveBeenCalledTimes(1);
   });
 

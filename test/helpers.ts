@@ -1,7 +1,7 @@
 import { env, exports } from "cloudflare:workers";
 import type { z } from "@hono/zod-openapi";
 import { hashKey, type Scope, toHex } from "../src/auth/api-key";
-import { ErrorSchema } from "../src/schemas/error";
+import { ERROR_STATUSES, ErrorSchema } from "../src/schemas/error";
 
 const BASE = "http://jobs.test";
 
@@ -90,6 +90,8 @@ export async function expectError(response: Response, status: number) {
   }
   const body = ErrorSchema.strict().parse(JSON.parse(text));
   if (body.code !== status) throw new Error(`code ${body.code} does not match status ${status}`);
+  if (ERROR_STATUSES[body.type] !== status)
+    throw new Error(`type ${body.type} is not a ${status} kind`);
   return body;
 }
 

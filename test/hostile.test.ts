@@ -752,6 +752,7 @@ describe("what this suite found, each pinned by an example", () => {
     bytes[23] = 0xff;
     const response = await direct("POST", "/job", { rawBody: bytes, headers: JSON_TYPE });
     expect(await expectError(response, 400)).toEqual({
+      type: "invalid_body",
       error: "malformed request body",
       details: "the body is not valid UTF-8",
       code: 400,

@@ -103,7 +103,8 @@ describe("POST /job", () => {
       413,
     );
     const big = { operation: { type: "x", data: "a".repeat(70 * 1024) } };
-    const error = await expectError(await call("POST", "/job", { body: big }), 400);
+    const error = await expectError(await call("POST", "/job", { body: big }), 413);
+    expect(error.type).toBe("payload_too_large");
     expect(error.details).toContain("65536 bytes");
   });
 });
@@ -207,7 +208,7 @@ describe("GET /job", () => {
     expect(unprocessed.total_items).toBe(unprocessed.status_counts.unprocessed);
   });
 
-  it("ends with next_cursor null on a page shorter than the limit", async () => {
+  it("ends with next_cursor null on the last page, a full one too", async () => {
     const { job_id } = await createJob();
     const chain = await parse(
       await call("GET", `/job?root_job_id=${job_id}&limit=5`),
@@ -219,12 +220,36 @@ describe("GET /job", () => {
       await call("GET", `/job?root_job_id=${job_id}&limit=1`),
       JobListSchema,
     );
-    expect(full.next_cursor).not.toBeNull();
-    const after = await parse(
-      await call("GET", `/job?root_job_id=${job_id}&limit=1&cursor=${full.next_cursor}`),
+    expect(full).toMatchObject({ items: [{ id: job_id }], next_cursor: null });
+    const { job_id: retried } = await parse(
+      await call("POST", `/job/${job_id}/retry`),
+      JobAcceptedSchema,
+    );
+    const first = await parse(
+      await call("GET", `/job?root_job_id=${job_id}&limit=1`),
       JobListSchema,
     );
-    expect(after).toMatchObject({ items: [], total_items: 1, next_cursor: null });
+    expect(first.items.map((j) => j.id)).toEqual([retried]);
+    const last = await parse(
+      await call("GET", `/job?root_job_id=${job_id}&limit=1&cursor=${first.next_cursor}`),
+      JobListSchema,
+    );
+    expect(last).toMatchObject({ items: [{ id: job_id }], total_items: 2, next_cursor: null });
+  });
+
+  it.each([
+    "limit=0x10",
+    "limit=0b11",
+    "limit=1e1",
+    "limit=%2010",
+    "limit=",
+    "offset=",
+    "offset=1e3",
+    "offset=0x1",
+    "limit=10.0",
+  ])("answers 400 for the integer parameter %s, which is not a plain decimal", async (query) => {
+    const error = await expectError(await call("GET", `/job?${query}`), 400);
+    expect(error.type).toBe("invalid_query");
   });
 
   it.each([
@@ -288,6 +313,12 @@ describe("routing", () => {
     expect(onJob.headers.get("Allow")).toBe("GET, DELETE");
     await expectError(onJob, 405);
     await expectError(await call("GET", `/job/${job_id}/retry`), 405);
+  });
+
+  it("lists in Allow only the methods of the path itself, not of a template it also fits", async () => {
+    const response = await call("PATCH", "/job/retry");
+    expect(response.headers.get("Allow")).toBe("POST");
+    expect((await expectError(response, 405)).type).toBe("method_not_allowed");
   });
 
   it("echoes a sane X-Request-Id and makes one otherwise", async () => {

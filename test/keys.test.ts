@@ -144,6 +144,24 @@ describe("GET /keys", () => {
     await expectError(await call("GET", "/keys?limit=101"), 400);
     await expectError(await call("GET", "/keys?sort=name"), 400);
   });
+
+  it("pages with limit and cursor: every key once, next_cursor null on the last page", async () => {
+    await newKey();
+    await newKey();
+    const all = await parse(await call("GET", "/keys?limit=100"), KeyListSchema);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const query: string = cursor === null ? "" : `&cursor=${encodeURIComponent(cursor)}`;
+      const page = await parse(await call("GET", `/keys?limit=2${query}`), KeyListSchema);
+      seen.push(...page.items.map((item) => item.id));
+      cursor = page.next_cursor;
+    } while (cursor !== null && seen.length < 1000);
+    expect(seen).toEqual(all.items.map((item) => item.id));
+    expect(all.next_cursor).toBeNull();
+    await expectError(await call("GET", "/keys?cursor=nonsense"), 400);
+    await expectError(await call("GET", "/keys?limit=0x10"), 400);
+  });
 });
 
 describe("DELETE /keys/{id}", () => {
@@ -226,6 +244,18 @@ describe("POST /keys/{id}/rotate", () => {
     );
     expect((await listed(shortLived.id)).expires_at).toBe(shortLived.expires_at);
     expect(secondsFromNow(rotated.expires_at)).toBeCloseTo(90 * 86_400, -2);
+  });
+
+  it("gives the successor the old key's lifetime unless told otherwise", async () => {
+    const expiring = await newKey({ name: "life", scopes: ["job:read"], expires_in_days: 7 });
+    const successor = await parse(
+      await call("POST", `/keys/${expiring.id}/rotate`),
+      CreatedKeySchema,
+    );
+    expect(secondsFromNow(successor.expires_at)).toBeCloseTo(7 * 86_400, -1);
+    const forever = await newKey();
+    const next = await parse(await call("POST", `/keys/${forever.id}/rotate`), CreatedKeySchema);
+    expect(next.expires_at).toBeNull();
   });
 
   it("rotates a key once: a second rotation answers 409 and makes no key", async () => {

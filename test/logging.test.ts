@@ -113,6 +113,21 @@ describe("the request log", () => {
     expect(malformed).not.toContain("hunter2");
   });
 
+  it("redacts a key pasted into the path", async () => {
+    const secret = await createKey(["admin"]);
+    for (const path of [
+      `/keys/${secret}`,
+      `/nowhere/x${secret}y`,
+      `/keys/${secret.slice(0, 30)}`,
+    ]) {
+      const response = await call("DELETE", path);
+      expect(response.status).toBeGreaterThanOrEqual(400);
+      const { raw, line } = await logged(response);
+      expect(raw).not.toContain(secret.slice(18, 30));
+      expect(line.path).toContain(`${secret.slice(0, 17)}_[redacted]`);
+    }
+  });
+
   it("never logs the secret of a key created through the API", async () => {
     const response = await call("POST", "/keys", {
       body: { name: "logged", scopes: ["job:read"] },

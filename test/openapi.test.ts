@@ -1,5 +1,7 @@
-import { describe, expect, it } from "vitest";
-import { app } from "../src/index";
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it, vi } from "vitest";
+import worker, { app } from "../src/index";
 import { call, createKey, expectError } from "./helpers";
 
 type Parameter = {
@@ -10,6 +12,8 @@ type Parameter = {
 };
 type Operation = {
   operationId?: string;
+  description?: string;
+  "x-required-scopes"?: string[];
   security?: Record<string, string[]>[];
   parameters?: Parameter[];
   requestBody?: { content: Record<string, { schema: { $ref?: string; example?: unknown } }> };
@@ -17,6 +21,8 @@ type Operation = {
 };
 type Document = {
   openapi: string;
+  info: { license?: { name: string; identifier?: string } };
+  servers?: { url: string }[];
   paths: Record<string, Record<string, Operation>>;
   components: {
     schemas: Record<string, { example?: unknown }>;
@@ -145,6 +151,136 @@ describe("the OpenAPI document", () => {
   });
 });
 
+type Responses = Record<
+  string,
+  { headers?: Record<string, { $ref?: string }>; content?: Record<string, unknown> }
+>;
+
+describe("what the document says", () => {
+  it("gives every answer its headers: Retry-After, WWW-Authenticate, ETag, Allow, X-Request-Id, x-d1-bookmark", async () => {
+    const doc = await document();
+    const expected: Record<string, string[]> = {
+      "304": ["ETag"],
+      "401": ["WWW-Authenticate"],
+      "403": ["WWW-Authenticate"],
+      "405": ["Allow"],
+      "412": ["ETag"],
+      "429": ["Retry-After"],
+      "503": ["Retry-After"],
+    };
+    for (const { method, path, operation } of operations(doc)) {
+      const name = `${method} ${path}`;
+      const responses = operation.responses as Responses;
+      expect(Object.keys(responses), name).toContain("405");
+      if (operation.security?.length) expect(Object.keys(responses), name).toContain("429");
+      for (const [status, response] of Object.entries(responses)) {
+        const headers = Object.keys(response.headers ?? {});
+        for (const header of [...(expected[status] ?? []), "X-Request-Id", "x-d1-bookmark"])
+          expect(headers, `${name} ${status}`).toContain(header);
+      }
+      const refs = (operation.parameters ?? []) as { $ref?: string }[];
+      expect(refs.map((p) => p.$ref).filter(Boolean), name).toEqual([
+        "#/components/parameters/RequestId",
+        "#/components/parameters/Bookmark",
+      ]);
+    }
+  });
+
+  it("has no nullable query parameter: an absent one takes its default", async () => {
+    const doc = await document();
+    for (const { method, path, operation } of operations(doc)) {
+      for (const parameter of operation.parameters ?? []) {
+        if (parameter.in !== "query") continue;
+        expect(JSON.stringify(parameter.schema), `${method} ${path} ${parameter.name}`).not.toMatch(
+          /"null"|"nullable"/,
+        );
+      }
+    }
+  });
+
+  it("has servers, a license, no security on /health, and an error type enum", async () => {
+    const doc = await document();
+    expect(doc.servers?.length).toBeGreaterThan(0);
+    expect(doc.info.license?.name).toBeTruthy();
+    expect(doc.paths["/health"]?.get?.security).toEqual([]);
+    const errorType = doc.components.schemas.ErrorType as { enum?: string[] };
+    expect(errorType.enum).toEqual(expect.arrayContaining(["job_not_found", "rate_limited"]));
+    for (const name of ["Job", "JobList", "Agent"])
+      expect(doc.components.schemas[name]?.example, name).toBeDefined();
+  });
+
+  it("declares every timestamp as date-time and the either/or bodies as oneOf", async () => {
+    const doc = await document();
+    const schemas = doc.components.schemas as Record<
+      string,
+      { properties?: Record<string, { format?: string; $ref?: string }>; oneOf?: unknown[] }
+    >;
+    const TIME =
+      /^(created|created_at|updated_at|timestamp|registered_at|last_seen|lease_expires_at|expires_at|revoked_at|last_used_at)$/;
+    let timestamps = 0;
+    for (const [name, schema] of Object.entries(schemas)) {
+      for (const [field, property] of Object.entries(schema.properties ?? {})) {
+        if (!TIME.test(field)) continue;
+        timestamps++;
+        expect(JSON.stringify(property), `${name}.${field}`).toContain('"format":"date-time"');
+      }
+    }
+    expect(timestamps).toBeGreaterThan(10);
+    expect(schemas.BulkRetryRequest?.oneOf).toHaveLength(2);
+    expect(schemas.AgentEventRequest?.oneOf).toHaveLength(4);
+  });
+
+  it("documents the Idempotency-Key's length and pattern, and target and label patterns", async () => {
+    const doc = await document();
+    const idempotency = doc.paths["/job"]?.post?.parameters?.find(
+      (p) => p.name === "idempotency-key",
+    )?.schema as { pattern?: string; maxLength?: number; minLength?: number };
+    expect(idempotency).toMatchObject({ minLength: 1, maxLength: 512 });
+    expect(idempotency.pattern).toBeTruthy();
+    const labels = doc.components.schemas.Labels as {
+      maxProperties?: number;
+      propertyNames?: { pattern?: string };
+      additionalProperties?: { pattern?: string };
+    };
+    expect(labels.maxProperties).toBe(64);
+    expect(labels.propertyNames?.pattern).toBeTruthy();
+    expect(labels.additionalProperties?.pattern).toBeTruthy();
+    const target = new RegExp(
+      JSON.parse(JSON.stringify(doc.components.schemas.CreateJobRequest)).properties.target_hostname
+        .pattern,
+      "u",
+    );
+    for (const good of ["_any", "_all", "web-01", "group:web.dev", "a.b_c"])
+      expect(target.test(good), good).toBe(true);
+    for (const bad of ["", "_x", "-web", "group:", ":x", "k:a..b", `k:${"a".repeat(254)}`])
+      expect(target.test(bad), bad).toBe(false);
+  });
+
+  it("is built once per isolate", async () => {
+    await document();
+    const build = vi.spyOn(app, "getOpenAPI31Document");
+    try {
+      await document();
+      expect(build).not.toHaveBeenCalled();
+    } finally {
+      build.mockRestore();
+    }
+  });
+
+  it("has Swagger UI keep the key for the tab only, unless the operator asks for more", async () => {
+    const page = await (await call("GET", "/docs", { key: null })).text();
+    expect(page).toContain("persistAuthorization: false");
+    const ctx = createExecutionContext();
+    const persisted = await worker.fetch(
+      new Request("http://jobs.test/docs"),
+      { ...env, DOCS_PERSIST_AUTHORIZATION: "true" as string } as Env,
+      ctx,
+    );
+    await waitOnExecutionContext(ctx);
+    expect(await persisted.text()).toContain("persistAuthorization: true");
+  });
+});
+
 describe("every operation with security", () => {
   it("answers 401 without a key, and with unknown, revoked and expired keys", async () => {
     const doc = await document();
@@ -154,7 +290,7 @@ describe("every operation with security", () => {
       await createKey(["admin"], { expiresAt: new Date(Date.now() - 1000).toISOString() }),
     ];
     for (const { method, path, operation } of operations(doc)) {
-      if (!operation.security) continue;
+      if (!operation.security?.length) continue;
       const url = concretePath(path, operation);
       const name = `${method} ${path}`;
       const anonymous = await call(method, url, { key: null, body: bodyFor(method) });
@@ -171,7 +307,7 @@ describe("every operation with security", () => {
     const doc = await document();
     const none = await createKey([]);
     for (const { method, path, operation } of operations(doc)) {
-      if (!operation.security) continue;
+      if (!operation.security?.length) continue;
       const url = concretePath(path, operation);
       const name = `${method} ${path}`;
       const error = await expectError(
@@ -181,6 +317,8 @@ describe("every operation with security", () => {
       expect(error.error, name).toBe("Insufficient permissions");
       const scope = /^requires (\S+)$/.exec(error.details ?? "")?.[1];
       expect(scope, name).toMatch(/^(job|agent):(read|write)$|^admin$/);
+      expect(operation["x-required-scopes"], name).toEqual([scope]);
+      expect(operation.description, name).toContain(`Requires the scope \`${scope}\``);
       const withScope = await createKey([scope as "admin"]);
       const through = await call(method, url, { key: withScope, body: bodyFor(method) });
       expect(through.status, `${name} with ${scope}`).not.toBe(401);

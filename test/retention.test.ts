@@ -5,8 +5,14 @@ import {
 } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { PURGED_PER_WRITE } from "../src/db/idempotency";
 import worker from "../src/index";
-import { applyRetention, RETENTION_BATCH, RETENTION_MAX_BATCHES } from "../src/retention";
+import {
+  applyRetention,
+  PURGE_MAX_BATCHES,
+  RETENTION_BATCH,
+  RETENTION_MAX_BATCHES,
+} from "../src/retention";
 import { countingD1, createCounter } from "./counting-d1";
 import { call, countersMatchJobs, createJob } from "./helpers";
 
@@ -134,5 +140,56 @@ describe("retention (the cron handler)", () => {
     // One retention batch that finds nothing, and the Idempotency-Key purge.
     expect(counter.count).toBe(2);
     expect(counter.rowsRead).toBeLessThanOrEqual(4 * RETENTION_BATCH + 100);
+  });
+});
+
+describe("Idempotency-Key records", () => {
+  async function seedExpired(n: number) {
+    const past = new Date(Date.now() - 1000).toISOString();
+    await env.DB.prepare(
+      `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+       INSERT INTO idempotency_keys (api_key_id, route, key, fingerprint, status, body, created_at, expires_at)
+       SELECT ?2, 'POST /job', 'k' || i, 'f', 201, '{}', ?3, ?3 FROM n`,
+    )
+      .bind(n, crypto.randomUUID(), past)
+      .run();
+  }
+
+  async function expired(): Promise<number> {
+    const row = await env.DB.prepare(
+      "SELECT COUNT(*) AS n FROM idempotency_keys WHERE expires_at <= ?1",
+    )
+      .bind(new Date().toISOString())
+      .first<{ n: number }>();
+    return row?.n ?? 0;
+  }
+
+  it("go faster than they come: each idempotent write removes expired ones in its batch", async () => {
+    await seedExpired(50);
+    const before = await expired();
+    const writes = 5;
+    for (let i = 0; i < writes; i++) {
+      const response = await call("POST", "/job", {
+        headers: { "Idempotency-Key": crypto.randomUUID() },
+        body: { operation: { type: "purge.alongside" } },
+      });
+      expect(response.status).toBe(201);
+    }
+    expect(PURGED_PER_WRITE).toBeGreaterThan(1);
+    expect(await expired()).toBe(before - writes * PURGED_PER_WRITE);
+  });
+
+  it("are purged by the cron in batches until none is left, up to its bound", async () => {
+    await seedExpired(RETENTION_BATCH * 3 + 10);
+    const run = await applyRetention({ ...env, RETENTION_DAYS: "0" as string } as Env, Date.now());
+    expect(run.idempotency_keys).toBeGreaterThanOrEqual(RETENTION_BATCH * 3 + 10);
+    expect(await expired()).toBe(0);
+    await seedExpired(RETENTION_BATCH * PURGE_MAX_BATCHES + 5);
+    const bounded = await applyRetention(
+      { ...env, RETENTION_DAYS: "0" as string } as Env,
+      Date.now(),
+    );
+    expect(bounded.idempotency_keys).toBe(RETENTION_BATCH * PURGE_MAX_BATCHES);
+    expect(await expired()).toBe(5);
   });
 });

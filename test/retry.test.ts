@@ -145,6 +145,7 @@ describe("POST /job/{id}/retry", () => {
       body: { target_hostname: "" },
     });
     expect(await expectError(forbidden, 403)).toEqual({
+      type: "insufficient_scope",
       error: "Insufficient permissions",
       details: "requires job:write",
       code: 403,
@@ -163,7 +164,11 @@ describe("POST /job/{id}/retry", () => {
       n: number;
     }>();
     const response = await call("POST", `/job/${original.job_id}/retry`);
-    expect(await expectError(response, 500)).toEqual({ error: "internal error", code: 500 });
+    expect(await expectError(response, 500)).toEqual({
+      type: "internal_error",
+      error: "internal error",
+      code: 500,
+    });
     expect(await revision()).toBe(before);
     const jobsAfter = await env.DB.prepare("SELECT COUNT(*) AS n FROM jobs").first<{ n: number }>();
     expect(jobsAfter?.n).toBe(jobsBefore?.n);

@@ -19,6 +19,14 @@ export function keyPrefix(key: string): string | null {
   return KEY_PATTERN.exec(key)?.[1] ?? null;
 }
 
+/** Anything shaped like a key, even cut short or run into other text; the prefix survives. */
+const KEY_SHAPED = /(jobs_[a-z0-9]{12})_[A-Za-z0-9_-]{8,}/g;
+
+/** The text with the secret part of every key-shaped string replaced: for logs. */
+export function redactKeys(text: string): string {
+  return text.replace(KEY_SHAPED, "$1_[redacted]");
+}
+
 const PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 
 export function base64url(bytes: Uint8Array): string {

@@ -1,8 +1,9 @@
 import { hashLeaseToken, newLeaseToken } from "../auth/lease-token";
 import type { JobStatus } from "../domain/status";
 import { parseTarget } from "../domain/target";
-import type { AgentEventBody, Labels } from "../schemas/agent";
+import type { AgentReportBody, Labels } from "../schemas/agent";
 import type { Operation } from "../schemas/job";
+import { pageOf } from "../schemas/paging";
 import { automaticRetries } from "./jobs";
 import { beginWrite, type Condition, CURRENT_REVISION } from "./revision";
 import type { Db } from "./session";
@@ -128,11 +129,16 @@ export async function upsertAgent(
   return (results[4]?.results[0] as AgentRow | undefined) ?? null;
 }
 
-export async function listAgents(db: Db): Promise<AgentRow[]> {
+/** A page of agents by hostname, after the hostname `cursor`; one row past the page. */
+export async function listAgents(
+  db: Db,
+  page: { limit: number; cursor?: string | undefined },
+): Promise<{ items: AgentRow[]; next_cursor: string | null }> {
   const { results } = await db
-    .prepare(`SELECT ${AGENT_COLUMNS} FROM agents a ORDER BY hostname`)
+    .prepare(`SELECT ${AGENT_COLUMNS} FROM agents a WHERE hostname > ?2 ORDER BY hostname LIMIT ?1`)
+    .bind(page.limit + 1, page.cursor ?? "")
     .all<AgentRow>();
-  return results;
+  return pageOf(results, page.limit, (row) => row.hostname);
 }
 
 /** Whether the hostname is registered, and the lineage that owns it: why an agent write was refused. */
@@ -482,7 +488,7 @@ const NOT_CANCELLED = "NOT EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND cancel_r
 const DELIVERY_VALID = `EXISTS (SELECT 1 FROM job_agents WHERE job_id = ?1 AND hostname = ?2
   AND state IN ${OPEN} AND lease_token_hash = ?4 AND lease_expires_at > ?5)`;
 
-export type AgentReport = Delivery & Seen & { body: Omit<AgentEventBody, "lease_token"> };
+export type AgentReport = Delivery & Seen & { body: AgentReportBody };
 
 export type ReportOutcome = { job_id: string; status: JobStatus; revision: number };
 

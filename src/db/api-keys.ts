@@ -1,5 +1,6 @@
 import { parseAgentHostnames, parseScopes } from "../auth/api-key";
 import type { ApiKey } from "../schemas/key";
+import { pageOf } from "../schemas/paging";
 import type { Db } from "./session";
 
 export type ApiKeyRow = {
@@ -99,24 +100,29 @@ export async function insertApiKey(db: Db, key: NewApiKey): Promise<ApiKey> {
   return toApiKey(row, key.now);
 }
 
+/** A page of keys, newest first; `cursor` is `<created_at>~<rowid>` of the last key before it. */
 export async function listApiKeys(
   db: Db,
-  page: { limit: number; offset: number },
+  page: { limit: number; offset: number; cursor?: string | undefined },
   now: string,
-): Promise<{ total_items: number; items: ApiKey[] }> {
+): Promise<{ total_items: number; items: ApiKey[]; next_cursor: string | null }> {
+  const [after = null, afterRow = null] = page.cursor?.split("~") ?? [];
+  const where = after === null ? "" : "WHERE (created_at, rowid) < (?3, ?4)";
   const [count, rows] = await db.batch<{ n: number } | PublicRow>([
     db.prepare("SELECT COUNT(*) AS n FROM api_keys"),
     db
       .prepare(
-        `SELECT ${PUBLIC_COLUMNS} FROM api_keys ORDER BY created_at DESC, rowid DESC LIMIT ?1 OFFSET ?2`,
+        `SELECT rowid, ${PUBLIC_COLUMNS} FROM api_keys ${where} ORDER BY created_at DESC, rowid DESC LIMIT ?1 OFFSET ?2`,
       )
-      .bind(page.limit, page.offset),
+      .bind(page.limit + 1, page.offset, ...(after === null ? [] : [after, Number(afterRow)])),
   ]);
   const total = (count?.results[0] as { n: number } | undefined)?.n ?? 0;
-  return {
-    total_items: total,
-    items: ((rows?.results ?? []) as PublicRow[]).map((row) => toApiKey(row, now)),
-  };
+  const { items, next_cursor } = pageOf(
+    (rows?.results ?? []) as (PublicRow & { rowid: number })[],
+    page.limit,
+    (row) => `${row.created_at}~${row.rowid}`,
+  );
+  return { total_items: total, items: items.map((row) => toApiKey(row, now)), next_cursor };
 }
 
 /** Revokes the key (keeping the first revocation time); false when there is no such key. */
@@ -138,9 +144,13 @@ export type Rotation = {
   oldExpiresAt: string;
 };
 
+/** The old key's lifetime (created to expiry), from `?5` (now), unless `?6` sets one. */
+const SUCCESSOR_EXPIRY = `COALESCE(?6, CASE WHEN expires_at IS NOT NULL THEN strftime('%Y-%m-%dT%H:%M:%fZ', ?5,
+  printf('%+.3f seconds', (julianday(expires_at) - julianday(created_at)) * 86400)) END)`;
+
 /**
- * One batch: the successor copies the old key's name, scopes, hostname patterns and lineage (so it
- * owns what the old key owned) only while the old key is accepted
+ * One batch: the successor copies the old key's name, scopes, hostname patterns, lifetime and
+ * lineage (so it owns what the old key owned) only while the old key is accepted
  * and not yet rotated; the old key then names it and expires at `oldExpiresAt` (never later than
  * it already would). Null when nothing was written.
  */
@@ -153,7 +163,7 @@ export async function rotateApiKey(
     db
       .prepare(
         `INSERT INTO api_keys (id, prefix, key_hash, name, scopes, created_at, expires_at, lineage_id, agent_hostnames)
-         SELECT ?2, ?3, ?4, name, scopes, ?5, ?6, lineage_id, agent_hostnames FROM api_keys
+         SELECT ?2, ?3, ?4, name, scopes, ?5, ${SUCCESSOR_EXPIRY}, lineage_id, agent_hostnames FROM api_keys
          WHERE id = ?1 AND replaced_by IS NULL AND ${ACCEPTED}
          RETURNING ${PUBLIC_COLUMNS}`,
       )

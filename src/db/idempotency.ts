@@ -3,6 +3,7 @@ import type { Db } from "./session";
 
 /** One Idempotency-Key use: who sent it, on which route, and what the request was. */
 export type IdempotencyUse = {
+  /** The sending key's rotation lineage (the `api_key_id` column). */
   apiKeyId: string;
   route: string;
   key: string;
@@ -56,14 +57,27 @@ export function findStoredResponse(db: Db, use: IdempotencyUse) {
     .bind(use.apiKeyId, use.route, use.key);
 }
 
-/** Removes expired keys, at most `limit` at a time; returns how many went. */
-export async function purgeIdempotencyKeys(db: Db, now: string, limit = 1000): Promise<number> {
-  const result = await db
+function purgeStatement(db: Db, now: string, limit: number) {
+  return db
     .prepare(
       `DELETE FROM idempotency_keys WHERE (api_key_id, route, key) IN
          (SELECT api_key_id, route, key FROM idempotency_keys WHERE expires_at <= ?1 LIMIT ?2)`,
     )
-    .bind(now, limit)
-    .run();
-  return result.meta.changes;
+    .bind(now, limit);
+}
+
+/**
+ * Each write that stores a record removes up to this many expired ones in its own batch, so
+ * records never pile up faster than they go, whatever the write rate; the cron takes the rest.
+ */
+export const PURGED_PER_WRITE = 2;
+
+/** The statement a storing batch adds: expired records out, as many as the write puts in and more. */
+export function purgeAlongside(db: Db, use: IdempotencyUse) {
+  return purgeStatement(db, use.now, PURGED_PER_WRITE);
+}
+
+/** Removes expired keys, at most `limit` at a time; returns how many went. */
+export async function purgeIdempotencyKeys(db: Db, now: string, limit = 1000): Promise<number> {
+  return (await purgeStatement(db, now, limit).run()).meta.changes;
 }

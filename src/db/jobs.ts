@@ -8,11 +8,13 @@ import {
   type Operation,
   type RetryPolicy,
 } from "../schemas/job";
+import { pageOf } from "../schemas/paging";
 import { cancelledEventsSql, OPEN_STATES, refreshJobs, targetFound } from "./agents";
 import {
   findStoredResponse,
   type IdempotencyUse,
   idempotencyUnused,
+  purgeAlongside,
   type StoredResponse,
   storeResponse,
 } from "./idempotency";
@@ -123,7 +125,11 @@ function idempotencyStatements(
   ...params: unknown[]
 ) {
   return idem
-    ? [storeResponse(db, idem, status, bodyQuery, ...params), findStoredResponse(db, idem)]
+    ? [
+        storeResponse(db, idem, status, bodyQuery, ...params),
+        findStoredResponse(db, idem),
+        purgeAlongside(db, idem),
+      ]
     : [];
 }
 
@@ -813,7 +819,8 @@ export async function listJobs(db: Db, query: ListQuery, now: string): Promise<J
     params.push(Number(query.cursor));
     page.push(`seq < ?${params.length}`);
   }
-  params.push(query.limit, query.offset);
+  // One row more than the page: it tells whether this page is the last.
+  params.push(query.limit + 1, query.offset);
   const pageClause = page.length > 0 ? `WHERE ${page.join(" AND ")}` : "";
   // A negative filter's complement, counted through its partial index.
   const ofStatus = (n: number) => (query.status ? ` AND status = ?${n}` : "");
@@ -861,13 +868,8 @@ export async function listJobs(db: Db, query: ListQuery, now: string): Promise<J
     ? countOf(2)
     : base - complement.reduce((sum, _, i) => sum + countOf(2 + i), 0);
   const rows = (results[1]?.results ?? []) as (JobRow & { seq: number })[];
-  const last = rows.length === query.limit ? rows.at(-1) : undefined;
-  return {
-    total_items,
-    status_counts,
-    items: rows.map(toJobSummary),
-    next_cursor: last ? String(last.seq) : null,
-  };
+  const { items, next_cursor } = pageOf(rows, query.limit, (row) => String(row.seq));
+  return { total_items, status_counts, items: items.map(toJobSummary), next_cursor };
 }
 
 /** An event with its position (commit order, unique across jobs). */

@@ -4,15 +4,24 @@ export type Target =
   | { kind: "hostname"; hostname: string }
   | { kind: "label"; key: string; value: string };
 
-const SEGMENT = /^[A-Za-z0-9_-]+$/;
-export const HOSTNAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
+const HOST = "[A-Za-z0-9][A-Za-z0-9._-]{0,252}";
+const KEY = "[A-Za-z0-9_-]{1,63}";
+const VALUE = "(?=.{1,253}$)[A-Za-z0-9_-]+(?:\\.[A-Za-z0-9_-]+)*";
+
+export const HOSTNAME = new RegExp(`^${HOST}$`);
+/** A label key: 1–63 letters, digits, `_` and `-`. */
+export const LABEL_KEY = new RegExp(`^${KEY}$`);
+/** A label value: up to 253 characters of dot-separated segments of letters, digits, `_` and `-`. */
+export const LABEL_VALUE = new RegExp(`^${VALUE}$`);
+/** What `parseTarget` accepts, as one pattern for the document. */
+export const TARGET = new RegExp(`^(?:_any|_all|${HOST}|${KEY}:${VALUE})$`);
 
 export function isLabelValue(value: string): boolean {
-  return value.split(".").every((segment) => SEGMENT.test(segment));
+  return LABEL_VALUE.test(value);
 }
 
 export function isLabelKey(key: string): boolean {
-  return SEGMENT.test(key);
+  return LABEL_KEY.test(key);
 }
 
 /** Parses a target_hostname; null when it is malformed. */

@@ -3,7 +3,6 @@ import type { Context } from "hono";
 import { type AppEnv, createRouter } from "../app";
 import { hasScope } from "../auth/api-key";
 import { hashLeaseToken } from "../auth/lease-token";
-import { requireScope } from "../auth/middleware";
 import {
   type Actor,
   type AgentRow,
@@ -37,11 +36,12 @@ import {
   type Labels,
   LeaseBodySchema,
   LeaseResultSchema,
+  ListAgentsQuerySchema,
   RegisterAgentBodySchema,
 } from "../schemas/agent";
 import { errorResponses } from "../schemas/error";
 import { announce, claimWaiters, forgetAgent, jobsChanged } from "../wakeups";
-import { SECURITY } from "./security";
+import { requires } from "./security";
 
 /** An agent's acts at `now` refresh `last_seen` only once it is half a TTL old: idle claims write nothing. */
 function seen(env: Env, now: number) {
@@ -62,7 +62,7 @@ function toAgent(row: AgentRow, now: number, ttlSeconds: number) {
 }
 
 function agentNotFound(hostname: string) {
-  return new ApiError(404, `agent not found: ${hostname}`);
+  return new ApiError("agent_not_found", `agent not found: ${hostname}`);
 }
 
 function ownedByAnother(hostname: string) {
@@ -120,22 +120,22 @@ async function deliveryRefusal(
   if (r.agentOwner === undefined) return agentNotFound(hostname);
   if (r.agentOwner !== null && r.agentOwner !== delivery.owner.lineage)
     return ownedByAnother(hostname);
-  if (!r.jobExists) return new ApiError(404, `job not found: ${id}`);
+  if (!r.jobExists) return new ApiError("job_not_found", `job not found: ${id}`);
   if (r.cancelRequested && (r.tokenCurrent || r.tokenDelivery !== null)) {
     const revision = r.tokenCurrent ? await endCancelledDelivery(db, delivery, request.now) : null;
     if (revision !== null) jobsChanged(c.executionCtx, c.env, [{ job: id, revision }]);
-    return new ApiError(409, "cancelled", `job ${id} was cancelled: stop working on it`);
+    return new ApiError("cancelled", "cancelled", `job ${id} was cancelled: stop working on it`);
   }
   if (r.tokenCurrent) {
     if (r.leaseExpiresAt !== null && r.leaseExpiresAt <= request.now)
       return new ApiError(
-        409,
+        "lease_expired",
         "lease expired",
         `delivery ${r.delivery} of job ${id} to ${hostname} ran out at ${r.leaseExpiresAt}; the job will be handed out again`,
       );
     if (request.event === "started" && r.startedDelivery === r.delivery)
       return new ApiError(
-        409,
+        "already_started",
         "already started",
         `delivery ${r.delivery} of job ${id} reported started already`,
       );
@@ -145,12 +145,12 @@ async function deliveryRefusal(
     const finished = r.state === "completed" || r.state === "failed" || r.state === "skipped";
     if (finished && r.tokenDelivery === r.delivery && r.latestDelivery === r.delivery)
       return new ApiError(
-        409,
+        "already_finished",
         `agent ${hostname} already finished job ${id}`,
         `its state is ${r.state}`,
       );
     return new ApiError(
-      409,
+      "lease_superseded",
       `superseded by delivery ${r.latestDelivery}`,
       r.holder === null
         ? `the token is delivery ${r.tokenDelivery}'s; its lease ran out and the job was handed out again`
@@ -158,7 +158,7 @@ async function deliveryRefusal(
     );
   }
   return new ApiError(
-    409,
+    "unknown_lease_token",
     "unknown lease token",
     r.state === null || r.state === "pending"
       ? `agent ${hostname} does not hold job ${id}: claim it first`
@@ -179,8 +179,7 @@ export const registerAgent = createRoute({
   summary: "Register or refresh an agent",
   description:
     "Creates the agent or refreshes its `last_seen`; `labels`, when given, replace its labels. The key that registers a hostname owns it: any other key gets 403 on every agent route for it (the owner's rotation successor is the owner). A key restricted by `agent_hostnames` may register only matching hostnames. An agent receives the `_all` and label jobs created after it registered, and jobs targeted at its hostname. A new agent or new labels take the next store revision.",
-  security: SECURITY,
-  middleware: [requireScope("agent:write")] as const,
+  ...requires("agent:write"),
   request: {
     params: HostnameParamsSchema,
     body: jsonBody(RegisterAgentBodySchema, "Optional: the agent's labels", false),
@@ -198,15 +197,15 @@ export const listAgentsRoute = createRoute({
   tags: ["agents"],
   summary: "List agents",
   description:
-    "Every registered agent, by hostname, with `state` `ready` when it was seen within the agent TTL and `stale` otherwise, and the prefix of the key that owns it.",
-  security: SECURITY,
-  middleware: [requireScope("agent:read")] as const,
+    "A page of registered agents, by hostname, with `state` `ready` when it was seen within the agent TTL and `stale` otherwise, and the prefix of the key that owns it.",
+  ...requires("agent:read"),
+  request: { query: ListAgentsQuerySchema },
   responses: {
     200: {
       description: "The agents",
       content: { "application/json": { schema: AgentListSchema } },
     },
-    ...errorResponses(401, 403, 429, 500, 503),
+    ...errorResponses(400, 401, 403, 429, 500, 503),
   },
 });
 
@@ -218,8 +217,7 @@ export const deregisterAgent = createRoute({
   summary: "Deregister an agent",
   description:
     "By the owning key, or any admin key (which frees the hostname). Removes the agent and its labels in one transaction, and ends what it held: its share of jobs meant for it (its hostname, `_all`, its labels) ends `skipped` with `agent deregistered` in the timeline, and the leases of `_any` jobs it held run out at once, so any other agent's next claim takes them over. Jobs can no longer target it, and its reports get 404. What it did stays in the jobs' history.",
-  security: SECURITY,
-  middleware: [requireScope("agent:write")] as const,
+  ...requires("agent:write"),
   request: { params: HostnameParamsSchema },
   responses: {
     204: { description: "Deregistered" },
@@ -235,8 +233,7 @@ export const claimJobsRoute = createRoute({
   summary: "Claim jobs",
   description:
     "Hands the agent the jobs due for it, oldest first, each under a lease with its own `lease_token`, which the delivery's reports and lease extensions must carry: `_any` jobs that no agent holds or has finished, jobs targeted at its hostname, and `_all` and label jobs it has not finished. Each claim writes an `acknowledged` event; the job becomes `processing`. A job whose lease ran out is handed out again (`delivery` + 1); after the maximum deliveries (`MAX_DELIVERIES`, default 5) it is failed for that agent with `max deliveries exceeded`. An empty list when nothing is due; such a claim writes nothing, except `last_seen`, which every agent route refreshes at most once per half `AGENT_TTL_SECONDS`.",
-  security: SECURITY,
-  middleware: [requireScope("agent:write")] as const,
+  ...requires("agent:write"),
   request: {
     params: HostnameParamsSchema,
     body: jsonBody(ClaimBodySchema, "Optional: how many jobs, and the lease", false),
@@ -258,8 +255,7 @@ export const reportJobEvent = createRoute({
   summary: "Report on a claimed job",
   description:
     "`started` (once per delivery), then one of `completed` (with `result`, `changed`), `failed` (with `error`) or `skipped`, each with the delivery's `lease_token`. The event, the agent's answer, the job's status, the counters and the revision move in one transaction. Only the current delivery may report, before its lease runs out; otherwise the answer is 409 and nothing changes, with `error` saying why: `lease expired`, `superseded by delivery N` (a redelivery, to this agent or another, has the job now), `unknown lease token`, `already started`, or that the agent already finished the job.",
-  security: SECURITY,
-  middleware: [requireScope("agent:write")] as const,
+  ...requires("agent:write"),
   request: {
     params: AgentJobParamsSchema,
     body: jsonBody(AgentEventBodySchema, "The event and, when final, the outcome"),
@@ -281,8 +277,7 @@ export const extendLeaseRoute = createRoute({
   summary: "Extend a lease",
   description:
     "For jobs that run longer than their lease: the delivery's lease now runs until `lease_seconds` from now. Needs the delivery's `lease_token`, before the lease runs out, on the report's rules (403 for another key's agent; 409 `lease expired`, `superseded by delivery N`, `unknown lease token`). One round trip; takes no store revision, since the job does not change. Refreshes `last_seen`.",
-  security: SECURITY,
-  middleware: [requireScope("agent:write")] as const,
+  ...requires("agent:write"),
   request: {
     params: AgentJobParamsSchema,
     body: jsonBody(LeaseBodySchema, "The delivery's token and the new lease"),
@@ -314,8 +309,8 @@ export const agents = createRouter()
   .openapi(listAgentsRoute, async (c) => {
     const ttl = agentTtlSeconds(c.env);
     const now = Date.now();
-    const rows = await listAgents(c.var.db);
-    return c.json({ items: rows.map((row) => toAgent(row, now, ttl)) }, 200);
+    const { items, next_cursor } = await listAgents(c.var.db, c.req.valid("query"));
+    return c.json({ items: items.map((row) => toAgent(row, now, ttl)), next_cursor }, 200);
   })
   .openapi(deregisterAgent, async (c) => {
     const { hostname } = c.req.valid("param");

@@ -19,6 +19,7 @@ export const getHealth = createRoute({
   tags: ["service"],
   summary: "Health",
   description: "Whether the service and its D1 database answer. No key needed.",
+  security: [],
   responses: {
     200: { description: "Healthy", content: { "application/json": { schema: HealthSchema } } },
     ...errorResponses(503),

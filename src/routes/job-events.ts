@@ -2,7 +2,6 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import { type AppEnv, createRouter } from "../app";
-import { requireScope } from "../auth/middleware";
 import { findEventJob, readJobEvents } from "../db/jobs";
 import type { Db } from "../db/session";
 import { eventView } from "../domain/job-view";
@@ -15,7 +14,7 @@ import {
   JobIdParamsSchema,
 } from "../schemas/job";
 import { claimWaiters } from "../wakeups";
-import { SECURITY } from "./security";
+import { requires } from "./security";
 
 /** Events read from D1 at a time, in a stream. */
 const STREAM_PAGE = 100;
@@ -36,8 +35,7 @@ export const jobEventsRoute = createRoute({
   summary: "Watch a job's events",
   description:
     "With `Accept: text/event-stream`, a Server-Sent Events stream: the job's events so far, then each new one as it is written, each with `id:` set to its position (reconnect with `Last-Event-ID` to resume without gaps or repeats), a heartbeat comment at least every 25 s, and a final `end` message (`{job_id, status}`) when the job reaches its final status; then the stream closes. `follow=retries` goes on into the job retried from it, to the end of the chain. Otherwise the same events as a JSON page. Waiting costs no D1 query per second: a stream reads D1 when its job changes.",
-  security: SECURITY,
-  middleware: [requireScope("job:read")] as const,
+  ...requires("job:read"),
   request: {
     params: JobIdParamsSchema,
     query: JobEventsQuerySchema,
@@ -74,7 +72,7 @@ async function startOf(db: Db, id: string, after: string | undefined, follow: bo
 }
 
 function notFound(id: string) {
-  return new ApiError(404, `job not found: ${id}`);
+  return new ApiError("job_not_found", `job not found: ${id}`);
 }
 
 /** Waits until the job changes after `revision`, or `ms` pass; never throws. */

@@ -1,10 +1,11 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { type AppEnv, createRouter } from "../app";
-import { requireScope } from "../auth/middleware";
+import { assertScope } from "../auth/middleware";
 import { isTargetFound } from "../db/agents";
 import {
   type BulkRetryBody,
+  type BulkRetrySource,
   type CancelBody,
   cancelJobs,
   deleteJob,
@@ -22,10 +23,12 @@ import {
   retryJobs,
   type WriteResult,
 } from "../db/jobs";
+import type { Db } from "../db/session";
 import { ApiError } from "../errors";
 import { idempotencyOf, replayOf } from "../idempotency";
 import { noteWrite } from "../logging";
 import { etagOf, ifMatchRevisions, noneMatchHits } from "../preconditions";
+import { chargeWrites } from "../rate-limit";
 import { errorResponses } from "../schemas/error";
 import {
   BulkCancelBodySchema,
@@ -45,7 +48,7 @@ import {
   scheduledTime,
 } from "../schemas/job";
 import { announce, jobsChanged } from "../wakeups";
-import { SECURITY } from "./security";
+import { requires } from "./security";
 
 const jsonBody = <T>(schema: T, description: string, required = true) => ({
   required,
@@ -57,15 +60,22 @@ const string = { type: "string" as const };
 
 const IdempotencyHeaders = z.object({
   "idempotency-key": z.string().optional().openapi({
+    minLength: 1,
+    maxLength: 512,
+    pattern: "^[\\x20-\\x7E]+$",
     description:
-      "Makes the request safe to repeat: 1–255 printable ASCII characters, per API key and route, kept at least 24 h (for example `retry-5b0e2a52-1`). A repeat gets the first response with `Idempotent-Replayed: true`; the same key with a different request gets 422.",
+      "Makes the request safe to repeat: 1–255 printable ASCII characters, bare or as a quoted string, per API key (with its rotations) and route, kept at least 24 h (for example `retry-5b0e2a52-1`). A repeat gets the first response with `Idempotent-Replayed: true`; the same key with a different request gets 422.",
   }),
 });
 
-const IfMatchHeader = {
+const PreconditionHeaders = {
   "if-match": z.string().optional().openapi({
     description:
       'Only act if the job is still at this ETag (`"r<revision>"`, for example `"r42"`); otherwise 412 and nothing is written',
+  }),
+  "if-none-match": z.string().optional().openapi({
+    description:
+      "Only act if the job is not at any of these ETags; `*` matches any job that exists. A match is 412 and nothing is written",
   }),
 };
 
@@ -83,21 +93,32 @@ const accepted = {
 };
 
 function notFound(id: string) {
-  return new ApiError(404, `job not found: ${id}`);
+  return new ApiError("job_not_found", `job not found: ${id}`);
 }
 
 function targetNotFound(target: string) {
-  return new ApiError(400, `target agent "${target}" not found`);
+  return new ApiError("target_not_found", `target agent "${target}" not found`);
 }
 
 const targetsAnAgent = (target: string) => target !== "_any" && target !== "_all";
 
-type Db = Parameters<typeof findJobRevision>[0];
-
 function preconditionFailed(id: string, revision: number) {
-  return new ApiError(412, "precondition failed", `job ${id} is at ${etagOf(revision)}`, {
-    ETag: etagOf(revision),
-  });
+  return new ApiError(
+    "precondition_failed",
+    "precondition failed",
+    `job ${id} is at ${etagOf(revision)}`,
+    {
+      ETag: etagOf(revision),
+    },
+  );
+}
+
+/** RFC 9110 §13.1.2: a write with If-None-Match matching the job (`*`: any job) is refused. */
+async function checkNoneMatch(db: Db, id: string, header: string | undefined): Promise<void> {
+  if (header === undefined) return;
+  const revision = await findJobRevision(db, id);
+  if (revision === null) throw notFound(id);
+  if (noneMatchHits(header, revision)) throw preconditionFailed(id, revision);
 }
 
 /**
@@ -118,7 +139,7 @@ async function refusal(
     const parsed = OperationSchema.safeParse(await patchedOperation(db, id, change.patch));
     if (!parsed.success)
       return new ApiError(
-        400,
+        "invalid_operation_patch",
         "operation_patch leaves an invalid operation",
         parsed.error.issues
           .map((i) => `${i.path.join(".") || "operation"}: ${i.message}`)
@@ -142,8 +163,7 @@ export const createJob = createRoute({
   summary: "Submit a job",
   description:
     "Stores a new job for agents to run, with its `submitted` event, in one transaction that takes the next store revision. `target_hostname` defaults to `_any`.",
-  security: SECURITY,
-  middleware: [requireScope("job:write")] as const,
+  ...requires("job:write"),
   request: {
     headers: IdempotencyHeaders,
     body: jsonBody(CreateJobBodySchema, "The operation and, optionally, its target"),
@@ -162,8 +182,7 @@ export const listJobsRoute = createRoute({
   summary: "List jobs",
   description:
     "Newest first. `total_items` counts the jobs matching the filter; `status_counts` counts every job by status, whatever the filter. `retry_of` and `root_job_id` select a retry chain.",
-  security: SECURITY,
-  middleware: [requireScope("job:read")] as const,
+  ...requires("job:read"),
   request: { query: ListJobsQuerySchema },
   responses: {
     200: {
@@ -182,8 +201,7 @@ export const getJob = createRoute({
   summary: "Get a job",
   description:
     'The job with its status, lineage, per-agent responses and states, and timeline. Sends a strong `ETag` (`"r<revision>"`); with a matching `If-None-Match` the answer is 304.',
-  security: SECURITY,
-  middleware: [requireScope("job:read")] as const,
+  ...requires("job:read"),
   request: {
     params: JobIdParamsSchema,
     headers: z.object({
@@ -201,7 +219,10 @@ export const getJob = createRoute({
       },
       content: { "application/json": { schema: JobSchema } },
     },
-    304: { description: "Not modified since the ETag in If-None-Match" },
+    304: {
+      description: "Not modified since the ETag in If-None-Match",
+      headers: { ETag: { description: "The job's current entity tag", schema: string } },
+    },
     ...errorResponses(400, 401, 403, 404, 429, 500, 503),
   },
 });
@@ -214,9 +235,8 @@ export const deleteJobRoute = createRoute({
   summary: "Delete a job",
   description:
     "Removes the job with its events, in one transaction that takes the next store revision.",
-  security: SECURITY,
-  middleware: [requireScope("job:write")] as const,
-  request: { params: JobIdParamsSchema, headers: z.object(IfMatchHeader) },
+  ...requires("job:write"),
+  request: { params: JobIdParamsSchema, headers: z.object(PreconditionHeaders) },
   responses: {
     204: { description: "Deleted" },
     ...errorResponses(400, 401, 403, 404, 412, 429, 500, 503),
@@ -231,11 +251,10 @@ export const retryJobRoute = createRoute({
   summary: "Retry a job",
   description:
     "Creates a new job with the original's operation (lineage: `retry_of`, `root_job_id`, `attempt`) and records a `retried` event on the original, in one transaction that takes the next store revision. Any status may be retried; the original is unchanged otherwise. Without a body, or with `target_hostname` null, the new job targets `_any`.",
-  security: SECURITY,
-  middleware: [requireScope("job:write")] as const,
+  ...requires("job:write"),
   request: {
     params: JobIdParamsSchema,
-    headers: IdempotencyHeaders.extend(IfMatchHeader),
+    headers: IdempotencyHeaders.extend(PreconditionHeaders),
     body: jsonBody(RetryJobBodySchema, "Optional: a target for the new job", false),
   },
   responses: {
@@ -251,9 +270,8 @@ export const retryJobsRoute = createRoute({
   tags: ["jobs"],
   summary: "Retry many jobs",
   description:
-    "Retries up to 100 jobs, named by `job_ids` or chosen as the oldest jobs in a `status`, in one transaction and one revision. Each source job gets a result: the new job's id, or why not. `dry_run` writes nothing and says what would happen.",
-  security: SECURITY,
-  middleware: [requireScope("job:write")] as const,
+    "Retries up to 100 jobs, named by `job_ids` or chosen as the oldest jobs in a `status`, in one transaction and one revision. Each source job gets a result: the new job's id, or why not. `dry_run` writes nothing and says what would happen; it lists job ids, so it also needs `job:read`. Against the key's write limit a bulk retry counts as many writes as the jobs it may make (the length of `job_ids`, or `limit`); a dry run counts one.",
+  ...requires("job:write"),
   request: {
     headers: IdempotencyHeaders,
     body: jsonBody(
@@ -279,9 +297,8 @@ export const cancelJobRoute = createRoute({
   summary: "Cancel a job",
   description:
     "A job no agent holds (not handed out yet, or not due yet) ends `cancelled` now: 200. A job an agent holds is marked `cancel_requested` and handed out no more: 202; the holder's next report or lease extension is answered 409 `cancelled` and the job ends `cancelled` (so does a lease that runs out). Cancelling an attempt stops its chain: a cancelled job is never retried automatically. A finished job is 409. One transaction, one revision.",
-  security: SECURITY,
-  middleware: [requireScope("job:write")] as const,
-  request: { params: JobIdParamsSchema, headers: z.object(IfMatchHeader) },
+  ...requires("job:write"),
+  request: { params: JobIdParamsSchema, headers: z.object(PreconditionHeaders) },
   responses: {
     200: {
       description: "Cancelled",
@@ -303,8 +320,7 @@ export const cancelJobsRoute = createRoute({
   summary: "Cancel many jobs",
   description:
     "Cancels up to 100 jobs, named by `job_ids` or chosen as the oldest jobs in a `status`, in one transaction and one revision, each as `POST /job/{id}/cancel` would. Each job gets a result. `dry_run` writes nothing and says what would happen.",
-  security: SECURITY,
-  middleware: [requireScope("job:write")] as const,
+  ...requires("job:write"),
   request: {
     body: jsonBody(BulkCancelBodySchema, "Which jobs to cancel"),
   },
@@ -320,13 +336,17 @@ export const cancelJobsRoute = createRoute({
 export const jobs = createRouter()
   .openapi(createJob, async (c) => {
     const body = c.req.valid("json");
-    const idempotency = await idempotencyOf(c, "POST /job", "/job", body);
+    const target = body.target_hostname ?? "_any";
+    const idempotency = await idempotencyOf(c, "POST /job", "/job", {
+      ...body,
+      target_hostname: target,
+    });
     const now = new Date();
     const notBefore = scheduledTime(body, now);
     const result = await insertJob(c.var.db, {
       id: crypto.randomUUID(),
       operation: body.operation,
-      target: body.target_hostname ?? "_any",
+      target,
       now: now.toISOString(),
       retryPolicy: body.retry_policy ?? null,
       notBefore,
@@ -337,7 +357,6 @@ export const jobs = createRouter()
       noteWrite(c, stored);
       return c.json(stored, 201, headers);
     }
-    const target = body.target_hostname ?? "_any";
     if (result.kind === "refused") throw targetNotFound(target);
     const job = written(result);
     noteWrite(c, job);
@@ -352,12 +371,18 @@ export const jobs = createRouter()
   )
   .openapi(retryJobsRoute, async (c) => {
     const body = c.req.valid("json");
-    const source = body.job_ids
-      ? { ids: body.job_ids }
-      : { status: body.status ?? "failed", limit: body.limit ?? 100 };
-    if (body.dry_run) return c.json(await previewRetryJobs(c.var.db, source), 200);
-    const idempotency = await idempotencyOf(c, "POST /job/retry", "/job/retry", body);
+    const source: BulkRetrySource =
+      "job_ids" in body ? { ids: body.job_ids } : { status: body.status, limit: body.limit ?? 100 };
+    if (body.dry_run) {
+      assertScope(c.get("apiKey"), "job:read");
+      return c.json(await previewRetryJobs(c.var.db, source), 200);
+    }
+    await chargeWrites(c, "ids" in source ? source.ids.length : source.limit);
     const target = body.target_hostname ?? "_any";
+    const idempotency = await idempotencyOf(c, "POST /job/retry", "/job/retry", {
+      ...body,
+      target_hostname: target,
+    });
     const result = await retryJobs(c.var.db, {
       source,
       target,
@@ -392,19 +417,24 @@ export const jobs = createRouter()
   .openapi(cancelJobsRoute, async (c) => {
     const body = c.req.valid("json");
     const now = new Date().toISOString();
+    if (body.dry_run) assertScope(c.get("apiKey"), "job:read");
+    else await chargeWrites(c, "job_ids" in body ? body.job_ids.length : (body.limit ?? 100));
     const ids =
-      body.job_ids ??
-      (await oldestJobIds(c.var.db, body.status ?? "unprocessed", body.limit ?? 100));
+      "job_ids" in body
+        ? body.job_ids
+        : await oldestJobIds(c.var.db, body.status, body.limit ?? 100);
     if (body.dry_run) return c.json(await previewCancelJobs(c.var.db, ids, now), 200);
     const cancelled =
       ids.length > 0
         ? await cancelJobs(c.var.db, { ids, now })
         : { revision: null, dry_run: false, results: [] };
     noteWrite(c, { revision: cancelled.revision });
+    changedByCancel(c, cancelled);
     return c.json(cancelled, 200);
   })
   .openapi(cancelJobRoute, async (c) => {
     const { id } = c.req.valid("param");
+    await checkNoneMatch(c.var.db, id, c.req.header("If-None-Match"));
     const ifMatch = ifMatchRevisions(c.req.header("If-Match"));
     const done = await cancelJobs(c.var.db, { ids: [id], now: new Date().toISOString(), ifMatch });
     const result = done.results[0];
@@ -450,7 +480,7 @@ export const jobs = createRouter()
         202,
       );
     throw new ApiError(
-      409,
+      "job_finished",
       `job is already ${state.status}`,
       `job ${id} has finished; retry it instead`,
     );
@@ -465,6 +495,7 @@ export const jobs = createRouter()
   })
   .openapi(deleteJobRoute, async (c) => {
     const { id } = c.req.valid("param");
+    await checkNoneMatch(c.var.db, id, c.req.header("If-None-Match"));
     const ifMatch = ifMatchRevisions(c.req.header("If-Match"));
     if (!(await deleteJob(c.var.db, id, ifMatch)))
       throw ifMatch ? await refusal(c.var.db, id) : notFound(id);
@@ -475,8 +506,12 @@ export const jobs = createRouter()
   .openapi(retryJobRoute, async (c) => {
     const { id } = c.req.valid("param");
     const body = c.req.valid("json");
-    const idempotency = await idempotencyOf(c, "POST /job/{id}/retry", id, body);
+    await checkNoneMatch(c.var.db, id, c.req.header("If-None-Match"));
     const target = body.target_hostname ?? "_any";
+    const idempotency = await idempotencyOf(c, "POST /job/{id}/retry", id, {
+      ...body,
+      target_hostname: target,
+    });
     const ifMatch = ifMatchRevisions(c.req.header("If-Match"));
     const now = new Date();
     const notBefore = scheduledTime(body, now);

@@ -1,7 +1,6 @@
 import { createRoute } from "@hono/zod-openapi";
 import { createRouter } from "../app";
 import { generateApiKey, hashKey, toHex } from "../auth/api-key";
-import { requireScope } from "../auth/middleware";
 import {
   findApiKeyById,
   insertApiKey,
@@ -21,7 +20,7 @@ import {
   ListKeysQuerySchema,
   RotateKeyBodySchema,
 } from "../schemas/key";
-import { SECURITY } from "./security";
+import { requires } from "./security";
 
 const DAY_MS = 86_400_000;
 
@@ -36,7 +35,7 @@ function expiry(now: number, days: number | undefined): string | null {
 }
 
 function notFound(id: string) {
-  return new ApiError(404, `key not found: ${id}`);
+  return new ApiError("key_not_found", `key not found: ${id}`);
 }
 
 export const createKey = createRoute({
@@ -47,8 +46,7 @@ export const createKey = createRoute({
   summary: "Create an API key",
   description:
     "Makes a key with the given scopes. The secret is in the 201 response and nowhere else: only its SHA-256 hash is stored.",
-  security: SECURITY,
-  middleware: [requireScope("admin")] as const,
+  ...requires("admin"),
   request: {
     body: {
       required: true,
@@ -56,7 +54,7 @@ export const createKey = createRoute({
       content: { "application/json": { schema: CreateKeyBodySchema } },
     },
   },
-  responses: { 201: created, ...errorResponses(400, 401, 403, 413, 415, 500, 503) },
+  responses: { 201: created, ...errorResponses(400, 401, 403, 413, 415, 429, 500, 503) },
 });
 
 export const listKeys = createRoute({
@@ -67,15 +65,14 @@ export const listKeys = createRoute({
   summary: "List API keys",
   description:
     "Newest first, revoked and expired keys too, with their state and when each was last used. Never the secrets.",
-  security: SECURITY,
-  middleware: [requireScope("admin")] as const,
+  ...requires("admin"),
   request: { query: ListKeysQuerySchema },
   responses: {
     200: {
       description: "A page of keys",
       content: { "application/json": { schema: KeyListSchema } },
     },
-    ...errorResponses(400, 401, 403, 500, 503),
+    ...errorResponses(400, 401, 403, 429, 500, 503),
   },
 });
 
@@ -87,10 +84,12 @@ export const revokeKey = createRoute({
   summary: "Revoke an API key",
   description:
     "The key is refused from now on (after at most `KEY_CACHE_SECONDS` on instances that have it cached). Revoking a revoked key changes nothing and answers 204 again.",
-  security: SECURITY,
-  middleware: [requireScope("admin")] as const,
+  ...requires("admin"),
   request: { params: KeyIdParamsSchema },
-  responses: { 204: { description: "Revoked" }, ...errorResponses(400, 401, 403, 404, 500, 503) },
+  responses: {
+    204: { description: "Revoked" },
+    ...errorResponses(400, 401, 403, 404, 429, 500, 503),
+  },
 });
 
 export const rotateKey = createRoute({
@@ -100,9 +99,8 @@ export const rotateKey = createRoute({
   tags: ["keys"],
   summary: "Rotate an API key",
   description:
-    "Makes a new key with the same name, scopes and hostname patterns, which owns the agents the old key owned, and lets the old one expire after `grace_period_seconds` (never later than it already would), in one transaction. A key is rotated at most once; a revoked or expired key cannot be rotated (409).",
-  security: SECURITY,
-  middleware: [requireScope("admin")] as const,
+    "Makes a new key with the same name, scopes, hostname patterns and lifetime (unless `expires_in_days` gives it another), which owns the agents the old key owned, and lets the old one expire after `grace_period_seconds` (never later than it already would), in one transaction. A key is rotated at most once; a revoked or expired key cannot be rotated (409).",
+  ...requires("admin"),
   request: {
     params: KeyIdParamsSchema,
     body: {
@@ -111,7 +109,7 @@ export const rotateKey = createRoute({
       content: { "application/json": { schema: RotateKeyBodySchema } },
     },
   },
-  responses: { 201: created, ...errorResponses(400, 401, 403, 404, 409, 413, 415, 500, 503) },
+  responses: { 201: created, ...errorResponses(400, 401, 403, 404, 409, 413, 415, 429, 500, 503) },
 });
 
 async function newKeyMaterial() {
@@ -164,7 +162,15 @@ export const keys = createRouter()
     if (!row) throw notFound(id);
     const old = toApiKey(row, nowIso);
     if (old.replaced_by) {
-      throw new ApiError(409, "key already rotated", `it was rotated to ${old.replaced_by}`);
+      throw new ApiError(
+        "key_not_active",
+        "key already rotated",
+        `it was rotated to ${old.replaced_by}`,
+      );
     }
-    throw new ApiError(409, `key is ${old.state}`, "only an active key can be rotated");
+    throw new ApiError(
+      "key_not_active",
+      `key is ${old.state}`,
+      "only an active key can be rotated",
+    );
   });

@@ -1,8 +1,23 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../app";
+import type { Scope } from "../auth/api-key";
+import { requireScope } from "../auth/middleware";
 
 /** What every protected operation declares, so Swagger UI's Authorize sends the key. */
 export const SECURITY: Record<string, string[]>[] = [{ bearerAuth: [] }, { apiKeyHeader: [] }];
+
+/**
+ * A protected operation's security, the scope check, and the scope as `x-required-scopes`, from
+ * which the document also writes it into the description.
+ */
+export function requires(scope: Scope) {
+  return {
+    security: SECURITY,
+    middleware: [requireScope(scope)] as [MiddlewareHandler<AppEnv>],
+    "x-required-scopes": [scope],
+  };
+}
 
 export function registerSecuritySchemes(app: OpenAPIHono<AppEnv>) {
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {

@@ -1,6 +1,5 @@
 import { createRoute } from "@hono/zod-openapi";
 import { createRouter } from "../app";
-import { requireScope } from "../auth/middleware";
 import { canKeepSecrets, encryptSecret, newWebhookSecret } from "../auth/webhook-secret";
 import {
   deleteWebhook,
@@ -27,7 +26,7 @@ import {
 } from "../schemas/webhook";
 import { webhooksChanged } from "../wakeups";
 import { type WebhookMessage, webhookBody } from "../webhooks";
-import { SECURITY } from "./security";
+import { requires } from "./security";
 
 const json = <T>(schema: T, description: string) => ({
   description,
@@ -41,12 +40,12 @@ function hex(bytes: number): string {
 }
 
 function notFound(id: string) {
-  return new ApiError(404, `webhook not found: ${id}`);
+  return new ApiError("webhook_not_found", `webhook not found: ${id}`);
 }
 
 function secretsUnavailable() {
   return new ApiError(
-    503,
+    "webhooks_not_configured",
     "webhooks are not configured",
     "set the Worker secret WEBHOOK_SECRET_KEY (32 random bytes, base64): wrangler secret put WEBHOOK_SECRET_KEY",
   );
@@ -54,8 +53,7 @@ function secretsUnavailable() {
 
 export const createWebhookRoute = createRoute({
   tags: ["webhooks"],
-  security: SECURITY,
-  middleware: [requireScope("admin")] as const,
+  ...requires("admin"),
   method: "post",
   path: "/webhooks",
   operationId: "createWebhook",
@@ -73,8 +71,7 @@ export const createWebhookRoute = createRoute({
 
 export const listWebhooksRoute = createRoute({
   tags: ["webhooks"],
-  security: SECURITY,
-  middleware: [requireScope("admin")] as const,
+  ...requires("admin"),
   method: "get",
   path: "/webhooks",
   operationId: "listWebhooks",
@@ -88,8 +85,7 @@ export const listWebhooksRoute = createRoute({
 
 export const deleteWebhookRoute = createRoute({
   tags: ["webhooks"],
-  security: SECURITY,
-  middleware: [requireScope("admin")] as const,
+  ...requires("admin"),
   method: "delete",
   path: "/webhooks/{id}",
   operationId: "deleteWebhook",
@@ -104,8 +100,7 @@ export const deleteWebhookRoute = createRoute({
 
 export const testWebhookRoute = createRoute({
   tags: ["webhooks"],
-  security: SECURITY,
-  middleware: [requireScope("admin")] as const,
+  ...requires("admin"),
   method: "post",
   path: "/webhooks/{id}/test",
   operationId: "testWebhook",
@@ -121,8 +116,7 @@ export const testWebhookRoute = createRoute({
 
 export const rotateWebhookSecretRoute = createRoute({
   tags: ["webhooks"],
-  security: SECURITY,
-  middleware: [requireScope("admin")] as const,
+  ...requires("admin"),
   method: "post",
   path: "/webhooks/{id}/rotate-secret",
   operationId: "rotateWebhookSecret",
@@ -138,8 +132,7 @@ export const rotateWebhookSecretRoute = createRoute({
 
 export const listDeliveriesRoute = createRoute({
   tags: ["webhooks"],
-  security: SECURITY,
-  middleware: [requireScope("admin")] as const,
+  ...requires("admin"),
   method: "get",
   path: "/webhooks/{id}/deliveries",
   operationId: "listWebhookDeliveries",
@@ -155,8 +148,7 @@ export const listDeliveriesRoute = createRoute({
 
 export const resendDeliveryRoute = createRoute({
   tags: ["webhooks"],
-  security: SECURITY,
-  middleware: [requireScope("admin")] as const,
+  ...requires("admin"),
   method: "post",
   path: "/webhooks/{id}/deliveries/{delivery_id}/resend",
   operationId: "resendWebhookDelivery",
@@ -178,7 +170,8 @@ export const webhooks = createRouter()
   .openapi(createWebhookRoute, async (c) => {
     const body = c.req.valid("json");
     const problem = webhookUrlProblem(body.url, c.env.WEBHOOK_ALLOW_HOSTS ?? "");
-    if (problem) throw new ApiError(400, "invalid request body", `url: ${problem}`);
+    if (problem)
+      throw new ApiError("invalid_webhook_url", "invalid request body", `url: ${problem}`);
     if (!canKeepSecrets(c.env)) throw secretsUnavailable();
     const secret = newWebhookSecret();
     const hook = await insertWebhook(c.var.db, {
@@ -237,7 +230,7 @@ export const webhooks = createRouter()
   .openapi(resendDeliveryRoute, async (c) => {
     const { id, delivery_id } = c.req.valid("param");
     if (!(await resetDelivery(c.var.db, id, delivery_id, new Date().toISOString())))
-      throw new ApiError(404, `delivery not found: ${delivery_id}`);
+      throw new ApiError("delivery_not_found", `delivery not found: ${delivery_id}`);
     await enqueue(c.env, { kind: "deliver", id: delivery_id });
     return c.json({ delivery_id, status: "pending" as const }, 202);
   });

@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
-import { HOSTNAME, isLabelKey, isLabelValue } from "../domain/target";
+import { HOSTNAME, LABEL_KEY, LABEL_VALUE } from "../domain/target";
+import { TOO_LARGE } from "./error";
 import {
   JobIdParamsSchema,
   JobStatusSchema,
@@ -7,14 +8,15 @@ import {
   nestsDeeperThan,
   OperationSchema,
 } from "./job";
+import { cursorParameter, limitParameter, NextCursorSchema } from "./paging";
+import { Timestamp } from "./timestamp";
 
 export const MAX_LABELS = 64;
+export const MAX_LABELS_BYTES = 4096;
 export const MAX_RESULT_BYTES = 64 * 1024;
 export const DEFAULT_CLAIM_LIMIT = 1;
 export const DEFAULT_LEASE_SECONDS = 300;
 export const MAX_WAIT_SECONDS = 60;
-
-const Timestamp = z.string().openapi({ example: "2026-11-28T10:00:00.123Z" });
 
 const HostnameSchema = z
   .string()
@@ -37,15 +39,28 @@ export const AgentJobParamsSchema = z.object({
 
 export const LabelsSchema = z
   .record(
-    z.string().refine(isLabelKey, { message: "label keys are letters, digits, '_' and '-'" }),
-    z.string().max(253).refine(isLabelValue, {
-      message: "label values are dot-separated segments of letters, digits, '_' and '-'",
-    }),
+    z.string().regex(LABEL_KEY, "label keys are 1–63 letters, digits, '_' and '-'"),
+    z
+      .string()
+      .regex(
+        LABEL_VALUE,
+        "label values are up to 253 characters of dot-separated segments of letters, digits, '_' and '-'",
+      ),
   )
   .refine((labels) => Object.keys(labels).length <= MAX_LABELS, {
     message: `at most ${MAX_LABELS} labels`,
   })
+  .refine(
+    (labels) => new TextEncoder().encode(JSON.stringify(labels)).byteLength <= MAX_LABELS_BYTES,
+    {
+      message: `must serialise to at most ${MAX_LABELS_BYTES} bytes`,
+      params: TOO_LARGE,
+    },
+  )
   .openapi("Labels", {
+    maxProperties: MAX_LABELS,
+    // The metadata type knows OpenAPI 3.0's schema object only, without `propertyNames`.
+    ...{ propertyNames: { pattern: LABEL_KEY.source } },
     description:
       "Key → value. A job targeted at `key:value` goes to agents whose label `key` equals `value` or starts with `value.`",
     example: { group: "web.dev.us-east", os: "debian" },
@@ -89,7 +104,14 @@ export const AgentSchema = z
     },
   });
 
-export const AgentListSchema = z.object({ items: z.array(AgentSchema) }).openapi("AgentList");
+export const ListAgentsQuerySchema = z.strictObject({
+  limit: limitParameter(100),
+  cursor: cursorParameter(HOSTNAME, "web-01"),
+});
+
+export const AgentListSchema = z
+  .object({ items: z.array(AgentSchema), next_cursor: NextCursorSchema })
+  .openapi("AgentList");
 
 const LeaseSecondsSchema = z
   .number()
@@ -175,48 +197,72 @@ export const ClaimResultSchema = z
 export const AGENT_EVENTS = ["started", "completed", "failed", "skipped"] as const;
 export type AgentReportEvent = (typeof AGENT_EVENTS)[number];
 
+const Outcome = {
+  lease_token: LeaseTokenSchema,
+  result: z.unknown().optional().openapi({ description: "Any JSON: what the operation returned" }),
+  changed: z
+    .boolean()
+    .optional()
+    .openapi({ description: "Whether the operation changed the host" }),
+};
+
+const EventError = z
+  .string()
+  .min(1)
+  .max(4096)
+  .openapi({ description: "Why it failed or was skipped" });
+
+const eventName = (event: AgentReportEvent, description: string) =>
+  z.literal(event).openapi({ description });
+
 export const AgentEventBodySchema = z
-  .strictObject({
-    event: z.enum(AGENT_EVENTS).openapi({
-      description: "`started` at most once per delivery, then one final event",
-    }),
-    lease_token: LeaseTokenSchema,
-    result: z
-      .unknown()
-      .optional()
-      .openapi({ description: "Any JSON: what the operation returned" }),
-    changed: z
-      .boolean()
-      .optional()
-      .openapi({ description: "Whether the operation changed the host" }),
-    error: z
-      .string()
-      .min(1)
-      .max(4096)
-      .optional()
-      .openapi({ description: "Why it failed or was skipped" }),
-  })
-  .refine(
-    (body) =>
-      body.event !== "started" ||
-      (body.result === undefined && body.changed === undefined && body.error === undefined),
-    { message: "started takes no result, changed or error" },
-  )
-  .refine((body) => body.event !== "failed" || body.error !== undefined, {
-    message: "failed needs an error",
-    path: ["error"],
-  })
-  .refine((body) => !nestsDeeperThan(body.result, MAX_OPERATION_DEPTH), {
+  .discriminatedUnion("event", [
+    z
+      .strictObject({
+        event: eventName("started", "At most once per delivery, before the final event"),
+        lease_token: LeaseTokenSchema,
+      })
+      .openapi("AgentStartedEvent"),
+    z
+      .strictObject({
+        event: eventName("completed", "The operation ran"),
+        ...Outcome,
+        error: EventError.optional(),
+      })
+      .openapi("AgentCompletedEvent"),
+    z
+      .strictObject({
+        event: eventName("failed", "The operation failed: `error` says why"),
+        ...Outcome,
+        error: EventError,
+      })
+      .openapi("AgentFailedEvent"),
+    z
+      .strictObject({
+        event: eventName("skipped", "The agent did not run it"),
+        ...Outcome,
+        error: EventError.optional(),
+      })
+      .openapi("AgentSkippedEvent"),
+  ])
+  .refine((body) => !("result" in body) || !nestsDeeperThan(body.result, MAX_OPERATION_DEPTH), {
     message: `must nest at most ${MAX_OPERATION_DEPTH} levels`,
     path: ["result"],
   })
   .refine(
     (body) =>
+      !("result" in body) ||
       body.result === undefined ||
       new TextEncoder().encode(JSON.stringify(body.result)).byteLength <= MAX_RESULT_BYTES,
-    { message: `must serialise to at most ${MAX_RESULT_BYTES} bytes`, path: ["result"] },
+    {
+      message: `must serialise to at most ${MAX_RESULT_BYTES} bytes`,
+      path: ["result"],
+      params: TOO_LARGE,
+    },
   )
   .openapi("AgentEventRequest", {
+    description:
+      "`started` (with nothing but the token), then one final event: `completed`, `failed` (with `error`) or `skipped`",
     example: {
       event: "completed",
       lease_token: "q2H8v0XkR4m9ZtLw1bYc7sNf3dPa6uEo",
@@ -225,7 +271,13 @@ export const AgentEventBodySchema = z
     },
   });
 
-export type AgentEventBody = z.infer<typeof AgentEventBodySchema>;
+/** A report as the database takes it: the event and, when final, its outcome. */
+export type AgentReportBody = {
+  event: AgentReportEvent;
+  result?: unknown;
+  changed?: boolean | undefined;
+  error?: string | undefined;
+};
 
 export const AgentEventResultSchema = z
   .object({

@@ -1,6 +1,9 @@
 import { z } from "@hono/zod-openapi";
 import { EVENT_NAMES, JOB_STATUSES } from "../domain/status";
-import { parseTarget } from "../domain/target";
+import { TARGET } from "../domain/target";
+import { TOO_LARGE } from "./error";
+import { cursorParameter, limitParameter, NextCursorSchema, queryInteger } from "./paging";
+import { Timestamp } from "./timestamp";
 
 export const MAX_OPERATION_BYTES = 64 * 1024;
 export const MAX_OPERATION_DEPTH = 64;
@@ -33,13 +36,13 @@ export const JobIdParamsSchema = z.object({
 
 export const TargetSchema = z
   .string()
-  .refine((value) => parseTarget(value) !== null, {
-    message:
-      "must be _any, _all, a hostname (letters, digits, '.', '_', '-'; up to 253) or a label selector key:value",
-  })
+  .regex(
+    TARGET,
+    "must be _any, _all, a hostname (letters, digits, '.', '_', '-'; up to 253) or a label selector key:value",
+  )
   .openapi({
     description:
-      "`_any` (one agent takes it), `_all` (every agent), a hostname, or a label selector `key:value`",
+      "`_any` (one agent takes it), `_all` (every agent), a hostname (1–253 letters, digits, `.`, `_`, `-`, starting with a letter or digit), or a label selector `key:value` (a key of 1–63 letters, digits, `_`, `-`; a value of up to 253 characters in dot-separated segments of them)",
     example: "_any",
   });
 
@@ -53,9 +56,7 @@ export const OperationSchema = z
   .refine(
     (operation) =>
       new TextEncoder().encode(JSON.stringify(operation)).byteLength <= MAX_OPERATION_BYTES,
-    {
-      message: `must serialise to at most ${MAX_OPERATION_BYTES} bytes`,
-    },
+    { message: `must serialise to at most ${MAX_OPERATION_BYTES} bytes`, params: TOO_LARGE },
   )
   .openapi("Operation", {
     description: "What the agent runs: a `type` and any other JSON, stored verbatim",
@@ -238,25 +239,12 @@ export const ListJobsQuerySchema = z
       .openapi({
         description: "Only jobs in this status (`submitted` is an alias of `unprocessed`)",
       }),
-    limit: z.coerce
-      .number()
-      .int()
-      .min(1)
-      .max(100)
-      .default(10)
-      .openapi({ description: "Page size, 1–100" }),
-    offset: z.coerce.number().int().min(0).max(1_000_000_000).default(0).openapi({
-      description: "Jobs to skip (each skipped job is read: deep pages cost their offset)",
+    limit: limitParameter(10),
+    offset: queryInteger(0, 1_000_000_000).default(0).openapi({
+      description:
+        "Jobs to skip (each skipped job is read: deep pages cost their offset). Not with `cursor`.",
     }),
-    cursor: z
-      .string()
-      .regex(/^[1-9][0-9]{0,15}$/, "must be a next_cursor this service returned")
-      .optional()
-      .openapi({
-        description:
-          "The `next_cursor` of the previous page (same filters): the jobs after it, at the cost of one page however deep, and unshifted by jobs created meanwhile. Not with `offset`.",
-        example: "1042",
-      }),
+    cursor: cursorParameter(/^[1-9][0-9]{0,15}$/, "1042"),
     retry_of: LineageIdSchema.optional().openapi({
       description: "Only jobs retried from this job",
     }),
@@ -275,8 +263,6 @@ export const ListJobsQuerySchema = z
     message: "use cursor or offset, not both",
     path: ["cursor"],
   });
-
-const Timestamp = z.string().openapi({ example: "2026-11-28T10:00:00.123Z" });
 
 export const JobAcceptedSchema = z
   .object({
@@ -365,6 +351,21 @@ export const TimelineEntrySchema = z
   })
   .openapi("TimelineEntry");
 
+const SUMMARY_EXAMPLE = {
+  id: "5b0e2a52-7a4b-4c1e-9d07-4a3b1f7c2e10",
+  status: "completed",
+  created: "2026-11-28T10:00:00.123Z",
+  updated_at: "2026-11-28T10:00:01.935Z",
+  operation: { type: "node.hostname.get", data: {} },
+  target_hostname: "_any",
+  revision: 42,
+  root_job_id: "5b0e2a52-7a4b-4c1e-9d07-4a3b1f7c2e10",
+  attempt: 1,
+  result: { hostname: "web-01" },
+  changed: false,
+  hostname: "web-01",
+} as const;
+
 export const JobSchema = JobSummarySchema.extend({
   retried_as: z
     .array(z.uuid())
@@ -372,74 +373,145 @@ export const JobSchema = JobSummarySchema.extend({
   responses: z.record(z.string(), AgentResponseSchema),
   agent_states: z.record(z.string(), AgentStateSchema),
   timeline: z.array(TimelineEntrySchema),
-}).openapi("Job");
+}).openapi("Job", {
+  example: {
+    ...SUMMARY_EXAMPLE,
+    retried_as: [],
+    responses: {
+      "web-01": {
+        status: "completed",
+        data: { hostname: "web-01" },
+        changed: false,
+        hostname: "web-01",
+      },
+    },
+    agent_states: { "web-01": { status: "completed", duration: "812ms" } },
+    timeline: [
+      {
+        timestamp: "2026-11-28T10:00:00.123Z",
+        event: "submitted",
+        hostname: "_api",
+        message: "Job submitted",
+      },
+      {
+        timestamp: "2026-11-28T10:00:01.123Z",
+        event: "acknowledged",
+        hostname: "web-01",
+        message: "Job acknowledged by web-01",
+      },
+      {
+        timestamp: "2026-11-28T10:00:01.935Z",
+        event: "completed",
+        hostname: "web-01",
+        message: "Job completed by web-01",
+      },
+    ],
+  },
+});
 
 export const JobListSchema = z
   .object({
     total_items: z.number().int().openapi({ description: "Jobs matching the filter" }),
     status_counts: StatusCountsSchema,
     items: z.array(JobSummarySchema),
-    next_cursor: z.string().nullable().openapi({
-      description:
-        "Send as `cursor` for the next page; null when this page was the last (it held fewer than `limit` jobs)",
-      example: "1042",
-    }),
+    next_cursor: NextCursorSchema,
   })
-  .openapi("JobList");
-
-/** Which jobs a bulk request acts on: named, or the oldest in a status. */
-const BulkSelection = {
-  job_ids: z
-    .array(
-      z
-        .string()
-        .regex(UUID, "must be a UUID")
-        .transform((id) => id.toLowerCase()),
-    )
-    .min(1)
-    .max(100)
-    .refine((ids) => new Set(ids).size === ids.length, { message: "must not repeat an id" })
-    .optional()
-    .openapi({ description: "1–100 jobs" }),
-  status: JobStatusSchema.optional().openapi({
-    description: "Or: the oldest jobs in this status",
-  }),
-  limit: z
-    .number()
-    .int()
-    .min(1)
-    .max(100)
-    .optional()
-    .openapi({ description: "With `status`: how many (default 100)" }),
-  dry_run: z
-    .boolean()
-    .optional()
-    .openapi({ description: "Say what would happen and write nothing" }),
-};
-
-type Selected = { job_ids?: string[] | undefined; status?: unknown; limit?: number | undefined };
-const oneSelection = [
-  (body: Selected) => (body.job_ids === undefined) !== (body.status === undefined),
-  { message: "give either job_ids or status" },
-] as const;
-const limitWithStatus = [
-  (body: Selected) => body.limit === undefined || body.status !== undefined,
-  { message: "limit goes with status" },
-] as const;
-
-export const BulkRetryBodySchema = z
-  .strictObject({ ...BulkSelection, target_hostname: TargetSchema.nullable().optional() })
-  .refine(...oneSelection)
-  .refine(...limitWithStatus)
-  .openapi("BulkRetryRequest", {
-    example: { status: "failed", limit: 20, target_hostname: "_any", dry_run: true },
+  .openapi("JobList", {
+    example: {
+      total_items: 1,
+      status_counts: {
+        unprocessed: 0,
+        processing: 0,
+        completed: 1,
+        failed: 0,
+        partial_failure: 0,
+        skipped: 0,
+      },
+      items: [SUMMARY_EXAMPLE],
+      next_cursor: null,
+    },
   });
 
+/** Which jobs a bulk request names: 1–100 distinct ids. */
+const BulkJobIdsSchema = z
+  .array(
+    z
+      .string()
+      .regex(UUID, "must be a UUID")
+      .transform((id) => id.toLowerCase()),
+  )
+  .min(1)
+  .max(100)
+  .refine((ids) => new Set(ids).size === ids.length, { message: "must not repeat an id" });
+
+/** Or: the oldest jobs in a status, at most `limit`. */
+const BulkLimitSchema = z
+  .number()
+  .int()
+  .min(1)
+  .max(100)
+  .optional()
+  .openapi({ description: "How many, 1–100 (default 100)" });
+
+const DryRunSchema = z
+  .boolean()
+  .optional()
+  .openapi({ description: "Say what would happen and write nothing (needs `job:read` too)" });
+
+const BulkRetryOptions = {
+  target_hostname: TargetSchema.nullable().optional(),
+  dry_run: DryRunSchema,
+};
+
+const BulkRetryByIdsSchema = z
+  .strictObject({
+    job_ids: BulkJobIdsSchema.openapi({ description: "1–100 jobs to retry" }),
+    ...BulkRetryOptions,
+  })
+  .openapi("BulkRetryByIds");
+
+const BulkRetryByStatusSchema = z
+  .strictObject({
+    status: JobStatusSchema.openapi({ description: "Retry the oldest jobs in this status" }),
+    limit: BulkLimitSchema,
+    ...BulkRetryOptions,
+  })
+  .openapi("BulkRetryByStatus");
+
+export const BulkRetryBodySchema = z.union([BulkRetryByIdsSchema, BulkRetryByStatusSchema]).openapi(
+  "BulkRetryRequest",
+  {
+    description: "Either `job_ids`, or `status` with an optional `limit`; never both",
+    example: { status: "failed", limit: 20, target_hostname: "_any", dry_run: true },
+  },
+  { unionPreferredType: "oneOf" },
+);
+
+const BulkCancelByIdsSchema = z
+  .strictObject({
+    job_ids: BulkJobIdsSchema.openapi({ description: "1–100 jobs to cancel" }),
+    dry_run: DryRunSchema,
+  })
+  .openapi("BulkCancelByIds");
+
+const BulkCancelByStatusSchema = z
+  .strictObject({
+    status: JobStatusSchema.openapi({ description: "Cancel the oldest jobs in this status" }),
+    limit: BulkLimitSchema,
+    dry_run: DryRunSchema,
+  })
+  .openapi("BulkCancelByStatus");
+
 export const BulkCancelBodySchema = z
-  .strictObject(BulkSelection)
-  .refine(...oneSelection)
-  .refine(...limitWithStatus)
-  .openapi("BulkCancelRequest", { example: { status: "unprocessed", limit: 20, dry_run: true } });
+  .union([BulkCancelByIdsSchema, BulkCancelByStatusSchema])
+  .openapi(
+    "BulkCancelRequest",
+    {
+      description: "Either `job_ids`, or `status` with an optional `limit`; never both",
+      example: { status: "unprocessed", limit: 20, dry_run: true },
+    },
+    { unionPreferredType: "oneOf" },
+  );
 
 export const CancelOutcomeSchema = z.enum(["cancelled", "cancel_requested"]);
 

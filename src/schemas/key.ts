@@ -1,12 +1,12 @@
 import { z } from "@hono/zod-openapi";
 import { SCOPES } from "../auth/api-key";
 import { HOSTNAME_PATTERN } from "../domain/target";
-import { JobIdParamsSchema, ListJobsQuerySchema } from "./job";
+import { JobIdParamsSchema } from "./job";
+import { cursorParameter, limitParameter, NextCursorSchema, queryInteger } from "./paging";
+import { Timestamp } from "./timestamp";
 
 const MAX_GRACE_SECONDS = 30 * 86_400;
 export const DEFAULT_GRACE_SECONDS = 3600;
-
-const Timestamp = z.string().openapi({ example: "2026-11-28T10:00:00.123Z" });
 
 export const KeyIdParamsSchema = z.object({
   id: JobIdParamsSchema.shape.id.openapi({
@@ -78,20 +78,27 @@ export const RotateKeyBodySchema = z
       .openapi({
         description: `How long the old key keeps working, 0 to ${MAX_GRACE_SECONDS} (30 days); default ${DEFAULT_GRACE_SECONDS}. It never outlives its own expiry.`,
       }),
-    expires_in_days: ExpiresInDaysSchema,
+    expires_in_days: ExpiresInDaysSchema.openapi({
+      description:
+        "Days until the new key expires; without it, the new key lives as long as the old one was made to (and never expires if the old one would not)",
+    }),
   })
   .openapi("RotateKeyRequest", { example: { grace_period_seconds: 3600 } });
 
-export const ListKeysQuerySchema = z.strictObject({
-  limit: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(100)
-    .default(100)
-    .openapi({ description: "Page size, 1–100" }),
-  offset: ListJobsQuerySchema.shape.offset.openapi({ description: "Keys to skip" }),
-});
+const KEY_CURSOR = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z~[1-9][0-9]{0,15}$/;
+
+export const ListKeysQuerySchema = z
+  .strictObject({
+    limit: limitParameter(100),
+    offset: queryInteger(0, 1_000_000_000)
+      .default(0)
+      .openapi({ description: "Keys to skip. Not with `cursor`." }),
+    cursor: cursorParameter(KEY_CURSOR, "2026-11-28T10:00:00.123Z~42"),
+  })
+  .refine((query) => query.cursor === undefined || query.offset === 0, {
+    message: "use cursor or offset, not both",
+    path: ["cursor"],
+  });
 
 export const KEY_STATES = ["active", "expired", "revoked"] as const;
 
@@ -133,6 +140,7 @@ export const KeyListSchema = z
   .object({
     total_items: z.number().int().openapi({ description: "All keys, revoked and expired too" }),
     items: z.array(ApiKeySchema),
+    next_cursor: NextCursorSchema,
   })
   .openapi("KeyList");
 

@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import { Timestamp } from "./timestamp";
 
 export const WEBHOOK_EVENTS = [
   "job.created",
@@ -11,7 +12,6 @@ export const WEBHOOK_EVENTS = [
 ] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
 
-const Timestamp = z.string().openapi({ example: "2026-12-03T10:00:00.123Z" });
 
 export const WebhookIdParamsSchema = z.object({
   id: z

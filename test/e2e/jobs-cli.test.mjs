@@ -272,7 +272,11 @@ test("job delete: deleted, then get exits 4 with the API's message", async () =>
   assert.equal(gone.stderr.trim(), `jobs: job not found: ${id} (HTTP 404)`);
   const json = await cli(["job", "retry", id, "--json"]);
   assert.equal(json.code, 4);
-  assert.deepEqual(JSON.parse(json.stderr), { error: `job not found: ${id}`, code: 404 });
+  assert.deepEqual(JSON.parse(json.stderr), {
+    type: "job_not_found",
+    error: `job not found: ${id}`,
+    code: 404,
+  });
 });
 
 test("agent list: hostname, state, owner, labels, registered, last seen", async (t) => {

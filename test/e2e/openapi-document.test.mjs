@@ -1,6 +1,13 @@
-// The document the running Worker serves, checked against the OpenAPI 3.1 JSON Schema.
+// The document the running Worker serves, checked against the OpenAPI 3.1 JSON Schema and linted
+// with redocly's recommended rules.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { Validator } from "@seriousme/openapi-schema-validator";
 
 const BASE = process.env.E2E_URL;
@@ -37,4 +44,34 @@ test("a broken document is refused, so the check above can fail", async () => {
   delete document.info;
   const result = await new Validator().validate(document);
   assert.equal(result.valid, false);
+});
+
+const redocly = fileURLToPath(new URL("../../node_modules/.bin/redocly", import.meta.url));
+
+/** `redocly lint` with its recommended rules; its problems as `rule at pointer: message`. */
+async function lint(document) {
+  const file = join(mkdtempSync(join(tmpdir(), "jobs-redocly-")), "openapi.json");
+  writeFileSync(file, JSON.stringify(document));
+  const env = { ...process.env, REDOCLY_TELEMETRY: "off", REDOCLY_SUPPRESS_UPDATE_NOTICE: "true" };
+  const args = ["lint", file, "--extends", "recommended", "--format", "json"];
+  const { stdout } = await promisify(execFile)(redocly, args, { env }).catch((error) => error);
+  const report = JSON.parse(stdout);
+  return report.problems.map(
+    (p) => `${p.severity} ${p.ruleId} at ${p.location?.[0]?.pointer}: ${p.message}`,
+  );
+}
+
+test("/openapi.json passes redocly lint's recommended rules: no error, no warning", async () => {
+  const document = await (await fetch(`${BASE}/openapi.json`)).json();
+  assert.deepEqual(await lint(document), []);
+});
+
+test("redocly lint finds a problem in a document that has one, so the check above can fail", async () => {
+  const document = await (await fetch(`${BASE}/openapi.json`)).json();
+  delete document.servers;
+  const problems = await lint(document);
+  assert.ok(
+    problems.some((p) => p.includes("no-empty-servers")),
+    problems.join("\n"),
+  );
 });
