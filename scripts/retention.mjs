@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run retention [-- --remote]: run the Worker's scheduled handler (src/retention.ts) once,
+// npm run retention [-- --remote]: run the Worker's scheduled handler (src/background/retention.ts) once,
 // as the cron does. It starts its own `wrangler dev --test-scheduled` on a free loopback port,
 // asks it for one scheduled event (`/__scheduled`, which wrangler serves only in that mode, never
 // in a deployed Worker), prints the handler's JSON line and stops. Locally it uses the state of

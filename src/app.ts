@@ -2,8 +2,8 @@ import { OpenAPIHono, type z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { VerifiedKey } from "./auth/api-key";
 import type { Db } from "./db/session";
-import { ApiError } from "./errors";
-import type { WriteNote } from "./logging";
+import { ApiError } from "./middleware/errors";
+import type { WriteNote } from "./middleware/logging";
 import type { ErrorType } from "./schemas/error";
 
 export type AppEnv = {

@@ -1,14 +1,17 @@
 import { swaggerUI } from "@hono/swagger-ui";
 import { bodyLimit } from "hono/body-limit";
-import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import { type AppEnv, createRouter } from "./app";
-import { authenticate } from "./auth/middleware";
-import { ApiError, notFoundOrMethodNotAllowed, onError } from "./errors";
-import { requestLog } from "./logging";
+import { scheduled } from "./background/retention";
+import { handleWebhookBatch, type WebhookMessage } from "./background/webhooks";
+import { authenticate } from "./middleware/auth";
+import { corsHeaders } from "./middleware/cors";
+import { ApiError, notFoundOrMethodNotAllowed, onError } from "./middleware/errors";
+import { requestLog } from "./middleware/logging";
+import { rateLimit } from "./middleware/rate-limit";
+import { d1Session } from "./middleware/session";
+import { utf8Body } from "./middleware/utf8-body";
 import { registerDocumentComponents, serveDocument } from "./openapi";
-import { rateLimit } from "./rate-limit";
-import { scheduled } from "./retention";
 import { agents } from "./routes/agents";
 import { health } from "./routes/health";
 import { jobEvents } from "./routes/job-events";
@@ -16,51 +19,14 @@ import { jobs } from "./routes/jobs";
 import { keys } from "./routes/keys";
 import { registerSecuritySchemes } from "./routes/security";
 import { webhooks } from "./routes/webhooks";
-import { BOOKMARK_HEADER, d1Session } from "./session";
-import { utf8Body } from "./utf8-body";
-import { handleWebhookBatch, type WebhookMessage } from "./webhooks";
 
 const MAX_BODY_BYTES = 1024 * 1024;
-
-const browserCors = cors({
-  origin: (origin, c) => (c.env.CORS_ORIGINS.split(",").includes(origin) ? origin : null),
-  allowHeaders: [
-    "Authorization",
-    "X-API-Key",
-    "Content-Type",
-    "Idempotency-Key",
-    "If-Match",
-    "If-None-Match",
-    BOOKMARK_HEADER,
-    "X-Request-Id",
-    "Last-Event-ID",
-  ],
-  exposeHeaders: [
-    "Location",
-    "ETag",
-    "Retry-After",
-    "Idempotent-Replayed",
-    BOOKMARK_HEADER,
-    "X-Request-Id",
-  ],
-  maxAge: 600,
-});
 
 const app = createRouter();
 
 app.use(requestId());
 app.use(requestLog);
-/**
- * CORS headers for browsers, the requests that carry an Origin. Hono's cors middleware writes its
- * headers before the handler runs, which builds and then merges a second response on every
- * request; the others need only `Vary: Origin`, so a cache never hands them to a browser.
- */
-app.use(async (c, next) => {
-  if (c.req.header("Origin") !== undefined) return browserCors(c, next);
-  // Before the handler: Hono merges it into the response it builds (after, it would rebuild it).
-  c.header("Vary", "Origin");
-  return next();
-});
+app.use(corsHeaders);
 app.use(authenticate);
 app.use(rateLimit);
 app.use(d1Session);
@@ -105,7 +71,7 @@ app.onError(onError);
 app.notFound(notFoundOrMethodNotAllowed(app.routes));
 
 export type AppType = typeof routes;
-export { ClaimWaiters } from "./wakeups";
+export { ClaimWaiters } from "./background/wakeups";
 export { app };
 export default {
   fetch: app.fetch,

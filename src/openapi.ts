@@ -1,7 +1,7 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Handler } from "hono";
 import type { AppEnv } from "./app";
-import { BOOKMARK_HEADER } from "./session";
+import { BOOKMARK_HEADER } from "./middleware/session";
 
 type Document = ReturnType<OpenAPIHono<AppEnv>["getOpenAPI31Document"]>;
 type Config = Parameters<OpenAPIHono<AppEnv>["getOpenAPI31Document"]>[0];

@@ -1,10 +1,10 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { claimWaiters } from "../src/background/wakeups";
 import { touchAgents } from "../src/db/agents";
 import worker from "../src/index";
 import { ClaimResultSchema } from "../src/schemas/agent";
-import { claimWaiters } from "../src/wakeups";
 import { claim, host, register, rememberLeases, reportOk } from "./agents-helpers";
 import { checkConsistency, onD1 } from "./consistency";
 import { countingD1, createCounter } from "./counting-d1";

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, type MockInstance, vi } from "vitest";
-import type { RequestLog } from "../src/logging";
+import type { RequestLog } from "../src/middleware/logging";
 import { claim, host, register, report } from "./agents-helpers";
 import { call, createJob, createKey } from "./helpers";
 

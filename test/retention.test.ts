@@ -5,14 +5,14 @@ import {
 } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { PURGED_PER_WRITE } from "../src/db/idempotency";
-import worker from "../src/index";
 import {
   applyRetention,
   PURGE_MAX_BATCHES,
   RETENTION_BATCH,
   RETENTION_MAX_BATCHES,
-} from "../src/retention";
+} from "../src/background/retention";
+import { PURGED_PER_WRITE } from "../src/db/idempotency";
+import worker from "../src/index";
 import { countingD1, createCounter } from "./counting-d1";
 import { call, countersMatchJobs, createJob } from "./helpers";
 

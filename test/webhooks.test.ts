@@ -1,6 +1,7 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { backoffSeconds, MAX_ATTEMPTS, type WebhookMessage } from "../src/background/webhooks";
 import worker from "../src/index";
 import {
   CreatedWebhookSchema,
@@ -8,7 +9,6 @@ import {
   WebhookListSchema,
   WebhookSecretSchema,
 } from "../src/schemas/webhook";
-import { backoffSeconds, MAX_ATTEMPTS, type WebhookMessage } from "../src/webhooks";
 import { claim, host, register, reportOk } from "./agents-helpers";
 import { call, createKey, expectError, parse } from "./helpers";
 

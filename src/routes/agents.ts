@@ -3,6 +3,7 @@ import type { Context } from "hono";
 import { type AppEnv, createRouter } from "../app";
 import { hasScope } from "../auth/api-key";
 import { hashLeaseToken } from "../auth/lease-token";
+import { announce, claimWaiters, forgetAgent, jobsChanged } from "../background/wakeups";
 import {
   type Actor,
   type AgentRow,
@@ -20,8 +21,8 @@ import {
 import type { Db } from "../db/session";
 import { agentTtlSeconds, maxDeliveries } from "../domain/agent-settings";
 import { hostnameAllowed } from "../domain/target";
-import { ApiError } from "../errors";
-import { noteWrite } from "../logging";
+import { ApiError } from "../middleware/errors";
+import { noteWrite } from "../middleware/logging";
 import {
   AgentEventBodySchema,
   AgentEventResultSchema,
@@ -40,7 +41,6 @@ import {
   RegisterAgentBodySchema,
 } from "../schemas/agent";
 import { errorResponses } from "../schemas/error";
-import { announce, claimWaiters, forgetAgent, jobsChanged } from "../wakeups";
 import { requires } from "./security";
 
 /** An agent's acts at `now` refresh `last_seen` only once it is half a TTL old: idle claims write nothing. */

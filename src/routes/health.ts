@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { createRouter } from "../app";
 import { currentRevision } from "../db/revision";
-import { ApiError } from "../errors";
+import { ApiError } from "../middleware/errors";
 import { errorResponses } from "../schemas/error";
 
 const HealthSchema = z

@@ -2,10 +2,11 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import { type AppEnv, createRouter } from "../app";
+import { claimWaiters } from "../background/wakeups";
 import { findEventJob, readJobEvents } from "../db/jobs";
 import type { Db } from "../db/session";
 import { eventView } from "../domain/job-view";
-import { ApiError } from "../errors";
+import { ApiError } from "../middleware/errors";
 import { errorResponses } from "../schemas/error";
 import {
   type JobEvent,
@@ -13,7 +14,6 @@ import {
   JobEventsQuerySchema,
   JobIdParamsSchema,
 } from "../schemas/job";
-import { claimWaiters } from "../wakeups";
 import { requires } from "./security";
 
 /** Events read from D1 at a time, in a stream. */

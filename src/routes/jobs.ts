@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { type AppEnv, createRouter } from "../app";
-import { assertScope } from "../auth/middleware";
+import { announce, jobsChanged } from "../background/wakeups";
 import { isTargetFound } from "../db/agents";
 import {
   type BulkRetryBody,
@@ -24,11 +24,12 @@ import {
   type WriteResult,
 } from "../db/jobs";
 import type { Db } from "../db/session";
-import { ApiError } from "../errors";
-import { idempotencyOf, replayOf } from "../idempotency";
-import { noteWrite } from "../logging";
-import { etagOf, ifMatchRevisions, noneMatchHits } from "../preconditions";
-import { chargeWrites } from "../rate-limit";
+import { assertScope } from "../middleware/auth";
+import { ApiError } from "../middleware/errors";
+import { idempotencyOf, replayOf } from "../middleware/idempotency";
+import { noteWrite } from "../middleware/logging";
+import { etagOf, ifMatchRevisions, noneMatchHits } from "../middleware/preconditions";
+import { chargeWrites } from "../middleware/rate-limit";
 import { errorResponses } from "../schemas/error";
 import {
   BulkCancelBodySchema,
@@ -47,7 +48,6 @@ import {
   RetryJobBodySchema,
   scheduledTime,
 } from "../schemas/job";
-import { announce, jobsChanged } from "../wakeups";
 import { requires } from "./security";
 
 const jsonBody = <T>(schema: T, description: string, required = true) => ({

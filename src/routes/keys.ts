@@ -9,7 +9,7 @@ import {
   rotateApiKey,
   toApiKey,
 } from "../db/api-keys";
-import { ApiError } from "../errors";
+import { ApiError } from "../middleware/errors";
 import { errorResponses } from "../schemas/error";
 import {
   CreatedKeySchema,

@@ -2,7 +2,7 @@ import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../app";
 import type { Scope } from "../auth/api-key";
-import { requireScope } from "../auth/middleware";
+import { requireScope } from "../middleware/auth";
 
 /** What every protected operation declares, so Swagger UI's Authorize sends the key. */
 export const SECURITY: Record<string, string[]>[] = [{ bearerAuth: [] }, { apiKeyHeader: [] }];

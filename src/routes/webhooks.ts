@@ -1,6 +1,8 @@
 import { createRoute } from "@hono/zod-openapi";
 import { createRouter } from "../app";
 import { canKeepSecrets, encryptSecret, newWebhookSecret } from "../auth/webhook-secret";
+import { webhooksChanged } from "../background/wakeups";
+import { type WebhookMessage, webhookBody } from "../background/webhooks";
 import {
   deleteWebhook,
   insertDeliveries,
@@ -11,7 +13,7 @@ import {
   rotateWebhookSecret,
 } from "../db/webhooks";
 import { webhookUrlProblem } from "../domain/webhook-url";
-import { ApiError } from "../errors";
+import { ApiError } from "../middleware/errors";
 import { errorResponses } from "../schemas/error";
 import {
   CreatedWebhookSchema,
@@ -24,8 +26,6 @@ import {
   WebhookListSchema,
   WebhookSecretSchema,
 } from "../schemas/webhook";
-import { webhooksChanged } from "../wakeups";
-import { type WebhookMessage, webhookBody } from "../webhooks";
 import { requires } from "./security";
 
 const json = <T>(schema: T, description: string) => ({

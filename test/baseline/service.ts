@@ -1,5 +1,5 @@
+import { claimWaiters, ClaimWaiters as Waiters } from "../../src/background/wakeups";
 import service from "../../src/index";
-import { claimWaiters, ClaimWaiters as Waiters } from "../../src/wakeups";
 import { countingD1, createCounter, type D1Counter } from "../counting-d1";
 import { counted } from "./counted";
 

@@ -1,5 +1,5 @@
-import { toHex } from "./auth/api-key";
-import { decryptSecret, signWebhook } from "./auth/webhook-secret";
+import { toHex } from "../auth/api-key";
+import { decryptSecret, signWebhook } from "../auth/webhook-secret";
 import {
   type ChangedJob,
   type ChangeEvent,
@@ -9,14 +9,14 @@ import {
   type NewDelivery,
   readChanges,
   recordAttempt,
-} from "./db/webhooks";
-import { deriveStatus, FINAL_STATUSES } from "./domain/status";
-import type { WebhookEvent } from "./schemas/webhook";
+} from "../db/webhooks";
+import { deriveStatus, FINAL_STATUSES } from "../domain/status";
+import type { WebhookEvent } from "../schemas/webhook";
 
 /**
  * Webhooks ride one Cloudflare Queue, produced and consumed by this Worker:
  *
- * - A write that changed jobs tells the fleet object (src/wakeups.ts), which, while any webhook
+ * - A write that changed jobs tells the fleet object (src/background/wakeups.ts), which, while any webhook
  *   exists, enqueues `changes` {revision, jobs}: the write is never held up by a receiver.
  * - The consumer turns `changes` into webhook events by reading the jobs' events up to that
  *   revision (created, retried, and a final status reached), stores a delivery per event and

@@ -1,5 +1,5 @@
 import type { Context, MiddlewareHandler } from "hono";
-import type { AppEnv } from "./app";
+import type { AppEnv } from "../app";
 import { ApiError } from "./errors";
 
 const READ_METHODS = new Set(["GET", "HEAD"]);

@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from "hono";
-import { type AppEnv, setResponseHeader } from "./app";
+import { type AppEnv, setResponseHeader } from "../app";
 import { ApiError } from "./errors";
 
 export const BOOKMARK_HEADER = "x-d1-bookmark";

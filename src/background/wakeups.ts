@@ -1,8 +1,8 @@
 import { DurableObject } from "cloudflare:workers";
-import { type FeedPosition, readFeed, touchAgents } from "./db/agents";
-import { anyWebhooks } from "./db/webhooks";
-import { agentTtlSeconds } from "./domain/agent-settings";
-import { concerns } from "./domain/target";
+import { type FeedPosition, readFeed, touchAgents } from "../db/agents";
+import { anyWebhooks } from "../db/webhooks";
+import { agentTtlSeconds } from "../domain/agent-settings";
+import { concerns } from "../domain/target";
 
 /**
  * Long claims: an agent whose claim found nothing waits here, not in a loop over D1. One object
@@ -153,7 +153,7 @@ export class ClaimWaiters extends DurableObject<Env> {
 
   /**
    * Jobs got new events: wakes their watchers and, while any webhook exists, enqueues the change
-   * for the webhook consumer (src/webhooks.ts). Returns how many listen now: watchers, and one
+   * for the webhook consumer (src/background/webhooks.ts). Returns how many listen now: watchers, and one
    * for the webhooks (0: writers may rest).
    */
   async jobsChanged(changes: JobChange[]): Promise<number> {

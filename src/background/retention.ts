@@ -1,5 +1,5 @@
-import { purgeIdempotencyKeys } from "./db/idempotency";
-import { deleteJobsCreatedBefore } from "./db/jobs";
+import { purgeIdempotencyKeys } from "../db/idempotency";
+import { deleteJobsCreatedBefore } from "../db/jobs";
 
 const DAY_MS = 86_400_000;
 export const RETENTION_BATCH = 1000;

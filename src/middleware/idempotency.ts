@@ -1,7 +1,7 @@
 import type { Context } from "hono";
-import type { AppEnv } from "./app";
-import { toHex } from "./auth/api-key";
-import type { IdempotencyUse, StoredResponse } from "./db/idempotency";
+import type { AppEnv } from "../app";
+import { toHex } from "../auth/api-key";
+import type { IdempotencyUse, StoredResponse } from "../db/idempotency";
 import { ApiError } from "./errors";
 
 export const IDEMPOTENCY_HEADER = "Idempotency-Key";

@@ -1,7 +1,5 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { AppEnv } from "../app";
-import { findApiKeyByPrefix, touchApiKey } from "../db/api-keys";
-import { ApiError } from "../errors";
 import {
   fromHex,
   hashKey,
@@ -12,14 +10,16 @@ import {
   type Scope,
   toHex,
   type VerifiedKey,
-} from "./api-key";
+} from "../auth/api-key";
 import {
   blockedFor,
   clientAddress,
   failedRecently,
   failuresPerMinute,
   recordFailure,
-} from "./failed-auth";
+} from "../auth/failed-auth";
+import { findApiKeyByPrefix, touchApiKey } from "../db/api-keys";
+import { ApiError } from "./errors";
 
 const PUBLIC_PATHS = new Set(["/health", "/openapi.json", "/docs", "/docs/"]);
 const MAX_CACHE_SECONDS = 60;

@@ -1,7 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { matchedRoutes } from "hono/route";
-import type { AppEnv } from "./app";
-import { keyPrefix, redactKeys } from "./auth/api-key";
+import type { AppEnv } from "../app";
+import { keyPrefix, redactKeys } from "../auth/api-key";
 
 /** One line per request, as queried in Workers Logs and `wrangler tail`. Never a secret. */
 export type RequestLog = {

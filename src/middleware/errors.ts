@@ -1,8 +1,8 @@
 import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import type { AppEnv } from "./app";
-import { ERROR_STATUSES, type ErrorBody, type ErrorType } from "./schemas/error";
+import type { AppEnv } from "../app";
+import { ERROR_STATUSES, type ErrorBody, type ErrorType } from "../schemas/error";
 
 /** The kind an error has when it is thrown with a bare status. */
 const GENERIC: Partial<Record<number, ErrorType>> = {
