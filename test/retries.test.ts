@@ -167,8 +167,8 @@ describe("retry policies", () => {
 
     const a = host("partial");
     const b = host("partial");
-    await register(a, { tier: "partial-" + a });
-    await register(b, { tier: "partial-" + a });
+    await register(a, { tier: `partial-${a}` });
+    await register(b, { tier: `partial-${a}` });
     const all = await submit({
       operation: { type: "partial" },
       target_hostname: `tier:partial-${a}`,
@@ -189,8 +189,8 @@ describe("retry policies", () => {
   it("make one attempt when failure reports race", async () => {
     const a = host("race");
     const b = host("race");
-    await register(a, { pool: "race-" + a });
-    await register(b, { pool: "race-" + a });
+    await register(a, { pool: `race-${a}` });
+    await register(b, { pool: `race-${a}` });
     const id = await submit({
       operation: { type: "race" },
       target_hostname: `pool:race-${a}`,
