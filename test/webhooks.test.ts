@@ -1,7 +1,12 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { backoffSeconds, MAX_ATTEMPTS, type WebhookMessage } from "../src/background/webhooks";
+import {
+  backoffSeconds,
+  MAX_ATTEMPTS,
+  type WebhookMessage,
+  webhookEvents,
+} from "../src/background/webhooks";
 import worker from "../src/index";
 import {
   CreatedWebhookSchema,
@@ -235,6 +240,38 @@ describe("webhooks: delivery", () => {
     }
     expect(Date.now() - started).toBeLessThan(2_000);
     await call("DELETE", `/webhooks/${hook.id}`);
+  });
+});
+
+describe("webhooks: the events a write makes", () => {
+  it("are derived from the jobs' events at the write's revision, with long texts cut", () => {
+    const job = {
+      id: "j1",
+      target_hostname: "web-01",
+      operation_type: "x",
+      status: "failed" as const,
+      attempt: 1,
+      root_job_id: "j1",
+      retry_of: null,
+    };
+    const event = (event: string, revision: number, data: unknown = null) => ({
+      job_id: "j1",
+      event: event as "failed",
+      hostname: event === "submitted" ? "_api" : "web-01",
+      created_at: `2026-12-03T10:00:0${revision}.000Z`,
+      revision,
+      data: data === null ? null : JSON.stringify(data),
+    });
+    const events = [
+      event("submitted", 1),
+      event("acknowledged", 2),
+      event("failed", 3, { error: "e".repeat(5000) }),
+    ];
+    expect(webhookEvents([job], events.slice(0, 1), 1).map((e) => e.type)).toEqual(["job.created"]);
+    expect(webhookEvents([job], events.slice(0, 2), 2)).toEqual([]);
+    const [failed] = webhookEvents([job], events, 3);
+    expect(failed?.type).toBe("job.failed");
+    expect(String(failed?.data.error).length).toBe(1001);
   });
 });
 

@@ -22,6 +22,7 @@ import type { WebhookEvent } from "../schemas/webhook";
  *   revision (created, retried, and a final status reached), stores a delivery per event and
  *   matching webhook (its id derived from what it delivers, so a repeated message adds nothing),
  *   and enqueues `deliver` for each.
+ * - Bodies are small: ids, statuses and texts cut to MAX_TEXT characters; never a job's result.
  * - `deliver` POSTs the stored body, signed the Standard Webhooks way, without following
  *   redirects and with a timeout; a non-2xx or no answer is retried with backoff, and recorded as
  *   failed after MAX_ATTEMPTS (GET /webhooks/{id}/deliveries shows it; it can be sent again).
@@ -45,6 +46,13 @@ type Emitted = {
   timestamp: string;
   data: Record<string, unknown>;
 };
+
+/** Bodies stay small whatever a job carries: long texts are cut to this many characters. */
+const MAX_TEXT = 1000;
+
+function capped(text: string): string {
+  return text.length > MAX_TEXT ? `${text.slice(0, MAX_TEXT)}…` : text;
+}
 
 function parsed(data: string | null): Record<string, unknown> {
   return data === null ? {} : (JSON.parse(data) as Record<string, unknown>);
@@ -88,7 +96,7 @@ export function webhookEvents(
         type: `job.${after}` as WebhookEvent,
         job,
         timestamp: last.created_at,
-        data: { status: after, ...(typeof error === "string" ? { error } : {}) },
+        data: { status: after, ...(typeof error === "string" ? { error: capped(error) } : {}) },
       });
     }
   }
@@ -131,7 +139,7 @@ async function fanOut(env: Env, message: { revision: number; jobs: string[] }): 
         payload: webhookBody(e.type, e.timestamp, {
           job_id: e.job.id,
           target_hostname: e.job.target_hostname,
-          operation_type: e.job.operation_type,
+          operation_type: capped(e.job.operation_type),
           attempt: e.job.attempt,
           root_job_id: e.job.root_job_id,
           retry_of: e.job.retry_of,
