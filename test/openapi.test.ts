@@ -2,6 +2,8 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import worker, { app } from "../src/index";
+import { ClaimResultSchema } from "../src/schemas/agent";
+import { JobListSchema, JobSchema } from "../src/schemas/job";
 import { call, createKey, expectError } from "./helpers";
 
 type Parameter = {
@@ -332,6 +334,14 @@ describe("every operation with security", () => {
 });
 
 describe("the examples in the document", () => {
+  it("of answers are what the service answers: they parse with the schemas the routes use", async () => {
+    const doc = await document();
+    const schemas = doc.components.schemas;
+    JobSchema.parse(schemas.Job?.example);
+    JobListSchema.parse(schemas.JobList?.example);
+    ClaimResultSchema.parse(schemas.ClaimResult?.example);
+  });
+
   it("are accepted by their operations (no 400, no 415, no 5xx)", async () => {
     const doc = await document();
     for (const { method, path, operation } of operations(doc)) {
