@@ -779,3 +779,28 @@ describe("what this suite found, each pinned by an example", () => {
     expect((await direct("GET", `/job/${job_id}`)).status).toBe(200);
   });
 });
+
+describe("an operation with a __proto__ key", () => {
+  it("is stored verbatim, top level and nested: the key is data, not a prototype", async () => {
+    const body =
+      '{"operation":{"__proto__":{"x":1},"type":"proto.test","data":{"__proto__":{"y":2}}}}';
+    const created = await direct("POST", "/job", {
+      rawBody: body,
+      headers: { "Content-Type": "application/json" },
+    });
+    expect(created.status, await created.clone().text()).toBe(201);
+    const { job_id } = (await created.json()) as { job_id: string };
+    const text = await (await direct("GET", `/job/${job_id}`)).text();
+    const operation = (JSON.parse(text) as { operation: unknown }).operation;
+    expect(operation).toEqual(JSON.parse(body).operation);
+    expect(Object.getPrototypeOf(operation)).toBe(Object.prototype);
+    const patched = await direct("POST", `/job/${job_id}/retry`, {
+      rawBody: '{"operation_patch":{"__proto__":{"z":3}}}',
+      headers: { "Content-Type": "application/json" },
+    });
+    expect(patched.status, await patched.clone().text()).toBe(201);
+    const retried = (await patched.json()) as { job_id: string };
+    const job = JSON.parse(await (await direct("GET", `/job/${retried.job_id}`)).text());
+    expect(job.operation.__proto__).toEqual({ x: 1, z: 3 });
+  });
+});

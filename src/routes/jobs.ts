@@ -44,6 +44,7 @@ import {
   JobListSchema,
   JobSchema,
   ListJobsQuerySchema,
+  type Operation,
   OperationSchema,
   RetryJobBodySchema,
   scheduledTime,
@@ -148,6 +149,15 @@ async function refusal(
   }
   if (target !== undefined && targetsAnAgent(target)) return targetNotFound(target);
   return preconditionFailed(id, revision);
+}
+
+/**
+ * The JSON body as sent, once the route's schema accepted it: what is stored comes from here, since
+ * Zod's object parsing makes a `__proto__` key the parsed object's prototype (and so drops it).
+ */
+async function sent(c: Context<AppEnv>): Promise<Record<string, unknown>> {
+  const body: unknown = await c.req.json().catch(() => ({}));
+  return typeof body === "object" && body !== null ? (body as Record<string, unknown>) : {};
 }
 
 /** Announce a new job to waiting agents now, unless it is not due yet (the waiters' feed will). */
@@ -345,7 +355,7 @@ export const jobs = createRouter()
     const notBefore = scheduledTime(body, now);
     const result = await insertJob(c.var.db, {
       id: crypto.randomUUID(),
-      operation: body.operation,
+      operation: (await sent(c)).operation as Operation,
       target,
       now: now.toISOString(),
       retryPolicy: body.retry_policy ?? null,
@@ -515,10 +525,11 @@ export const jobs = createRouter()
     const ifMatch = ifMatchRevisions(c.req.header("If-Match"));
     const now = new Date();
     const notBefore = scheduledTime(body, now);
+    const raw = await sent(c);
     const change: OperationChange = body.operation
-      ? { operation: body.operation }
+      ? { operation: raw.operation as Operation }
       : body.operation_patch
-        ? { patch: body.operation_patch }
+        ? { patch: raw.operation_patch as Record<string, unknown> }
         : null;
     const result = await retryJob(c.var.db, {
       originalId: id,
