@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The operator's client for the job API. Tables for people, --json for scripts.
+import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 
 const USAGE = `usage: jobs <command> [options]
@@ -12,14 +13,25 @@ const USAGE = `usage: jobs <command> [options]
                                                    (their retries ran out); --root: one retry chain;
                                                    C: the "next:" a page ends with (or --offset N)
   job get <id>                                     status, lineage, retry policy, responses, timeline
+  job watch <id> [--follow]                        each event as it is written, until the job ends;
+                                                   --follow: on into its retries, to the end of the
+                                                   chain; exit 0 if it completed, 1 if it ended
+                                                   otherwise; --json: a JSON line per event, then
+                                                   {job_id, status} (status null: deleted)
+  job create (--type T [--data JSON] | --operation JSON) [--target T] [--policy JSON]
+             [--delay S | --not-before TIME] [--watch]
+                                                   a new job (T: _any by default); --operation is
+                                                   the whole operation; --policy: a retry policy;
+                                                   --watch: then watch it as job watch --follow
   job retry <id> [--target T] [--operation JSON | --patch JSON] [--policy JSON]
-                 [--reset-attempts] [--delay S | --not-before TIME]
+                 [--reset-attempts] [--delay S | --not-before TIME] [--watch]
                                                    a new job from the same operation (T: _any by
                                                    default); --operation replaces it, --patch merges
                                                    into it (RFC 7396: null removes a key, objects
                                                    merge); --policy replaces the retry policy (null:
                                                    none); --reset-attempts counts from attempt 1
-                                                   again; --delay/--not-before: not before then
+                                                   again; --delay/--not-before: not before then;
+                                                   --watch: then watch it as job watch --follow
   job cancel <id>                                  a job no agent holds ends cancelled; one an agent
                                                    holds, at the agent's next report or lease
                                                    extension (cancel requested); finished: exit 1
@@ -33,10 +45,11 @@ const USAGE = `usage: jobs <command> [options]
 options:  --json  print the API's JSON on stdout (errors stay on stderr)   -h, --help
 environment:  JOBS_URL (default http://127.0.0.1:$PORT, PORT 8787: npm run dev),
               JOBS_API_KEY (a key with the scopes needed)
-exit codes:  0 done · 1 the API refused or failed · 2 usage or configuration · 3 service unreachable
-             4 not found · 5 key missing, refused or lacking the scope`;
+exit codes:  0 done · 1 the API refused or failed, or a watched job did not complete
+             2 usage or configuration · 3 service unreachable · 4 not found
+             5 key missing, refused or lacking the scope · 130 interrupted (Ctrl-C)`;
 
-const EXIT = { ok: 0, api: 1, usage: 2, unreachable: 3, notFound: 4, auth: 5 };
+const EXIT = { ok: 0, api: 1, usage: 2, unreachable: 3, notFound: 4, auth: 5, interrupted: 130 };
 
 class CliError extends Error {
   constructor(message, code, body) {
@@ -53,6 +66,10 @@ function parse(argv) {
       allowPositionals: true,
       options: {
         json: { type: "boolean" },
+        watch: { type: "boolean" },
+        follow: { type: "boolean" },
+        type: { type: "string" },
+        data: { type: "string" },
         status: { type: "string" },
         limit: { type: "string" },
         offset: { type: "string" },
@@ -85,32 +102,19 @@ function config(env) {
   return { url: url.replace(/\/+$/, ""), key };
 }
 
-async function request(conf, method, path, body) {
-  const headers = { Authorization: `Bearer ${conf.key}`, Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let response;
+function parseJson(text) {
   try {
-    response = await fetch(`${conf.url}${path}`, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch (error) {
-    throw new CliError(
-      `cannot reach ${conf.url}: ${error.cause?.message ?? error.message}`,
-      EXIT.unreachable,
-    );
-  }
-  const text = await response.text();
-  let parsed;
-  try {
-    parsed = text ? JSON.parse(text) : null;
+    return text ? JSON.parse(text) : null;
   } catch {
-    parsed = null;
+    return null;
   }
-  if (response.ok) return parsed;
+}
+
+/** The error for a response the API refused: its message, and the exit code its status means. */
+function refusal(conf, method, path, response, text) {
+  const parsed = parseJson(text);
   if (response.status === 404 && parsed?.error === "not found") {
-    throw new CliError(
+    return new CliError(
       `${conf.url} has no ${method} ${path.split("?")[0]}: is it an older version of the service?`,
       EXIT.api,
       parsed,
@@ -126,7 +130,34 @@ async function request(conf, method, path, body) {
       : response.status === 401 || response.status === 403
         ? EXIT.auth
         : EXIT.api;
-  throw new CliError(message, code, parsed ?? { error: what, code: response.status });
+  return new CliError(message, code, parsed ?? { error: what, code: response.status });
+}
+
+function unreachable(conf, error) {
+  return new CliError(
+    `cannot reach ${conf.url}: ${error.cause?.message ?? error.message}`,
+    EXIT.unreachable,
+  );
+}
+
+async function request(conf, method, path, body) {
+  const headers = { Authorization: `Bearer ${conf.key}`, Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  let text;
+  try {
+    response = await fetch(`${conf.url}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: conf.signal,
+    });
+    text = await response.text();
+  } catch (error) {
+    throw unreachable(conf, error);
+  }
+  if (response.ok) return parseJson(text);
+  throw refusal(conf, method, path, response, text);
 }
 
 function table(rows, columns) {
@@ -275,33 +306,192 @@ async function jobGet(conf, values, positionals, out) {
   );
 }
 
-function retryBody(values) {
-  if (values.operation !== undefined && values.patch !== undefined)
-    throw new CliError("give --operation or --patch, not both", EXIT.usage);
+function schedule(values) {
   if (values.delay !== undefined && values["not-before"] !== undefined)
     throw new CliError("give --delay or --not-before, not both", EXIT.usage);
   const delay = integer(values.delay, "delay");
-  const body = {
+  return {
+    delay_seconds: delay === undefined ? undefined : Number(delay),
+    not_before: values["not-before"],
+  };
+}
+
+/** The fields given, or undefined when none is. */
+function given(body) {
+  const fields = Object.entries(body).filter(([, value]) => value !== undefined);
+  return fields.length > 0 ? Object.fromEntries(fields) : undefined;
+}
+
+function createBody(values) {
+  if (values.operation !== undefined && (values.type !== undefined || values.data !== undefined))
+    throw new CliError("give --type (with --data) or --operation, not both", EXIT.usage);
+  if (values.operation === undefined && values.type === undefined)
+    throw new CliError(`job create needs --type or --operation\n\n${USAGE}`, EXIT.usage);
+  const data = json(values.data, "data");
+  return given({
+    operation: json(values.operation, "operation") ?? {
+      type: values.type,
+      ...(data === undefined ? {} : { data }),
+    },
+    target_hostname: values.target,
+    retry_policy: json(values.policy, "policy"),
+    ...schedule(values),
+  });
+}
+
+async function jobCreate(conf, values, out) {
+  const accepted = await request(conf, "POST", "/job", createBody(values));
+  if (values.watch) return watchAccepted(conf, values, accepted, `created ${accepted.job_id}`, out);
+  if (values.json) return out(JSON.stringify(accepted, null, 2));
+  out(`created ${accepted.job_id} (status ${accepted.status}, revision ${accepted.revision})`);
+}
+
+function retryBody(values) {
+  if (values.operation !== undefined && values.patch !== undefined)
+    throw new CliError("give --operation or --patch, not both", EXIT.usage);
+  return given({
     target_hostname: values.target,
     operation: json(values.operation, "operation"),
     operation_patch: json(values.patch, "patch"),
     retry_policy: json(values.policy, "policy"),
     reset_attempts: values["reset-attempts"],
-    delay_seconds: delay === undefined ? undefined : Number(delay),
-    not_before: values["not-before"],
-  };
-  const given = Object.entries(body).filter(([, value]) => value !== undefined);
-  return given.length > 0 ? Object.fromEntries(given) : undefined;
+    ...schedule(values),
+  });
 }
 
 async function jobRetry(conf, values, positionals, out) {
   const id = needId(positionals, "job retry");
   const body = retryBody(values);
   const accepted = await request(conf, "POST", `/job/${id}/retry`, body);
+  const what = `retried ${decodeURIComponent(id)} as ${accepted.job_id}`;
+  if (values.watch) return watchAccepted(conf, values, accepted, what, out);
   if (values.json) return out(JSON.stringify(accepted, null, 2));
+  out(`${what} (status ${accepted.status}, revision ${accepted.revision})`);
+}
+
+/** After a 201: the new job's life, retries included; with --json, the 201's body is the first line. */
+function watchAccepted(conf, values, accepted, what, out) {
   out(
-    `retried ${decodeURIComponent(id)} as ${accepted.job_id} (status ${accepted.status}, revision ${accepted.revision})`,
+    values.json
+      ? JSON.stringify(accepted)
+      : `${what} (status ${accepted.status}, revision ${accepted.revision})`,
   );
+  return watch(conf, accepted.job_id, { follow: true, json: values.json }, out);
+}
+
+/** Reconnects in a row before a watch gives up (waiting 0.5, 1, 2, 4, 8 s). */
+const RECONNECTS = 5;
+/** A stream silent this long has dropped: the service sends a heartbeat at least every 25 s. */
+const SILENT_MS = 60_000;
+
+/** Splits a Server-Sent Events body into messages with data; `heard()` on every chunk. */
+async function* sseMessages(body, heard) {
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for await (const chunk of body) {
+    heard();
+    buffer += decoder.decode(chunk, { stream: true }).replace(/\r\n?/g, "\n");
+    for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+      const message = {};
+      for (const line of buffer.slice(0, end).split("\n")) {
+        const colon = line.indexOf(":");
+        if (colon <= 0) continue;
+        const field = line.slice(0, colon);
+        const value = line.slice(colon + 1).replace(/^ /, "");
+        if (field === "data")
+          message.data = message.data === undefined ? value : `${message.data}\n${value}`;
+        else if (field === "id" || field === "event") message[field] = value;
+      }
+      buffer = buffer.slice(end + 2);
+      if (message.data !== undefined) yield message;
+    }
+  }
+}
+
+const eventLine = (e) =>
+  [
+    time(e.timestamp),
+    e.event.padEnd(12),
+    e.hostname.padEnd(16),
+    e.error ? `${e.message}: ${e.error}` : e.message,
+  ].join("  ");
+
+/**
+ * Prints a job's events as they are written until it (with follow, its retry chain) ends. A
+ * dropped stream is resumed after the last event printed (Last-Event-ID), so none is missed or
+ * printed twice. Exit 0 when the job completed, 1 when it ended otherwise.
+ */
+async function watch(conf, id, { follow, json }, out) {
+  const path = `/job/${encodeURIComponent(id)}/events${follow ? "?follow=retries" : ""}`;
+  let jobId = id;
+  let last;
+  let opened = false;
+  let failures = 0;
+  const finish = (end) => {
+    if (json) out(JSON.stringify(end));
+    else out(`job ${end.job_id} ${end.status ?? "deleted"}`);
+    return end.status === "completed" ? EXIT.ok : EXIT.api;
+  };
+  for (;;) {
+    if (failures > 0) await sleep(250 * 2 ** failures, undefined, { signal: conf.signal });
+    const silent = new AbortController();
+    let timer;
+    const heard = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => silent.abort(), SILENT_MS);
+    };
+    heard();
+    try {
+      let response;
+      try {
+        response = await fetch(`${conf.url}${path}`, {
+          headers: {
+            Authorization: `Bearer ${conf.key}`,
+            Accept: "text/event-stream",
+            ...(last === undefined ? {} : { "Last-Event-ID": last }),
+          },
+          signal: AbortSignal.any([conf.signal, silent.signal]),
+        });
+      } catch (error) {
+        if (!opened) throw unreachable(conf, error);
+        throw error;
+      }
+      if (!response.ok) {
+        const text = await response.text();
+        const busy = response.status === 429 || response.status >= 500;
+        if (opened && response.status === 404) return finish({ job_id: jobId, status: null });
+        if (!opened || !busy) throw refusal(conf, "GET", path, response, text);
+      } else {
+        opened = true;
+        for await (const message of sseMessages(response.body, heard)) {
+          const data = JSON.parse(message.data);
+          if (message.event === "end") return finish(data);
+          failures = 0;
+          last = message.id ?? last;
+          if (json) out(JSON.stringify(data));
+          else {
+            if (data.job_id !== jobId) out(`job ${data.job_id} (retry of ${jobId})`);
+            out(eventLine(data));
+          }
+          jobId = data.job_id;
+        }
+      }
+    } catch (error) {
+      if (error instanceof CliError || conf.signal.aborted) throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (++failures > RECONNECTS)
+      throw new CliError(
+        `the stream of job ${jobId} kept dropping; gave up after ${RECONNECTS} reconnects`,
+        EXIT.unreachable,
+      );
+  }
+}
+
+async function jobWatch(conf, values, positionals, out) {
+  const id = decodeURIComponent(needId(positionals, "job watch"));
+  return watch(conf, id, { follow: values.follow, json: values.json }, out);
 }
 
 const CANCELLED = {
@@ -393,7 +583,7 @@ async function agentList(conf, values, out) {
   if (page.next_cursor) out(`next: --cursor ${page.next_cursor}`);
 }
 
-async function run(argv, { env, out, err }) {
+async function run(argv, { env, out, err, signal }) {
   let values = {};
   try {
     const parsed = parse(argv);
@@ -404,22 +594,26 @@ async function run(argv, { env, out, err }) {
       return EXIT.ok;
     }
     const command = positionals.slice(0, 2).join(" ");
-    const known = ["job list", "job get", "job retry", "job cancel", "job delete", "agent list"];
-    if (!known.includes(command)) {
+    const commands = {
+      "job list": () => jobList(conf, values, out),
+      "job get": () => jobGet(conf, values, positionals, out),
+      "job watch": () => jobWatch(conf, values, positionals, out),
+      "job create": () => jobCreate(conf, values, out),
+      "job retry": () => jobRetry(conf, values, positionals, out),
+      "job cancel": () => jobCancel(conf, values, positionals, out),
+      "job delete": () => jobDelete(conf, values, positionals, out),
+      "agent list": () => agentList(conf, values, out),
+    };
+    if (!Object.hasOwn(commands, command)) {
       throw new CliError(
         `${command ? `unknown command: ${command}` : "no command given"}\n\n${USAGE}`,
         EXIT.usage,
       );
     }
-    const conf = config(env);
-    if (command === "job list") await jobList(conf, values, out);
-    else if (command === "job get") await jobGet(conf, values, positionals, out);
-    else if (command === "job retry") await jobRetry(conf, values, positionals, out);
-    else if (command === "job cancel") await jobCancel(conf, values, positionals, out);
-    else if (command === "job delete") await jobDelete(conf, values, positionals, out);
-    else await agentList(conf, values, out);
-    return EXIT.ok;
+    const conf = { ...config(env), signal };
+    return (await commands[command]()) ?? EXIT.ok;
   } catch (error) {
+    if (signal.aborted) return EXIT.interrupted;
     if (!(error instanceof CliError)) throw error;
     if (values.json && error.body) err(JSON.stringify(error.body));
     else err(`jobs: ${error.message}`);
@@ -427,8 +621,11 @@ async function run(argv, { env, out, err }) {
   }
 }
 
+const interrupt = new AbortController();
+process.once("SIGINT", () => interrupt.abort());
 process.exitCode = await run(process.argv.slice(2), {
   env: process.env,
+  signal: interrupt.signal,
   out: (text) => console.log(text),
   err: (text) => console.error(text),
 });

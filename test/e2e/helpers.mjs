@@ -42,28 +42,35 @@ export async function until(what, seconds) {
 }
 
 /**
- * The reference agent left running, as an operator starts it; `output()` is what it printed so
- * far, `stop(signal)` ends it and waits for its exit.
+ * `node scripts/<name> ...args` left running, as a user starts it (with JOBS_URL and the admin key
+ * unless `env` says otherwise); `output()` is what it printed so far, `exited` its exit code,
+ * `stop(signal)` ends it and waits for its exit.
  */
-export function startAgent(args, key) {
-  const file = fileURLToPath(new URL("../../scripts/agent.mjs", import.meta.url));
-  const agent = spawn(process.execPath, [file, ...args], {
-    env: { PATH: process.env.PATH, JOBS_URL: BASE, JOBS_API_KEY: key },
+export function startScript(name, args, env = {}) {
+  const file = fileURLToPath(new URL(`../../scripts/${name}`, import.meta.url));
+  const child = spawn(process.execPath, [file, ...args], {
+    env: { PATH: process.env.PATH, JOBS_URL: BASE, JOBS_API_KEY: ADMIN, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const printed = { stdout: "", stderr: "" };
-  agent.stdout.on("data", (chunk) => {
+  child.stdout.on("data", (chunk) => {
     printed.stdout += chunk;
   });
-  agent.stderr.on("data", (chunk) => {
+  child.stderr.on("data", (chunk) => {
     printed.stderr += chunk;
   });
-  const exited = new Promise((resolve) => agent.once("exit", resolve));
+  const exited = new Promise((resolve) => child.once("exit", resolve));
   return {
     output: () => printed,
+    exited,
     stop: async (signal = "SIGKILL") => {
-      agent.kill(signal);
-      await exited;
+      child.kill(signal);
+      return exited;
     },
   };
+}
+
+/** The reference agent left running, as an operator starts it, with `key`. */
+export function startAgent(args, key) {
+  return startScript("agent.mjs", args, { JOBS_API_KEY: key });
 }

@@ -1,7 +1,8 @@
 // scripts/jobs-cli.mjs as an operator runs it, against the running Worker.
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
 import { test } from "node:test";
-import { ADMIN, api, BASE, runScript, until } from "./helpers.mjs";
+import { ADMIN, api, BASE, runScript, startAgent, startScript, until } from "./helpers.mjs";
 
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
 const cli = (args, env) => runScript("jobs-cli.mjs", args, env);
@@ -343,4 +344,276 @@ test("clear errors and exit codes: usage 2, unreachable 3, refused key 5, API er
   const badId = await cli(["job", "get", "not-a-uuid"]);
   assert.equal(badId.code, 1);
   assert.match(badId.stderr, /invalid path parameter: id: must be a UUID \(HTTP 400\)/);
+});
+
+/**
+ * The reference agent for a hostname of its own, registered and stopped after test `t`; that
+ * hostname. A long claim in flight outlives a killed agent by up to its --wait and may take an
+ * `_any` job meanwhile, so stopping waits that out before the next test submits any.
+ */
+async function agentFor(t, what, args = []) {
+  const hostname = `cli-${what}-${crypto.randomUUID().slice(0, 8)}`;
+  const { key } = await api("POST", "/keys", {
+    name: "cli-watch",
+    scopes: ["agent:write"],
+    agent_hostnames: [hostname],
+  });
+  const agent = startAgent(["--hostname", hostname, "--wait", "1", ...args], key);
+  t.after(async () => {
+    await agent.stop();
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+  });
+  const registered = () => agent.output().stderr.includes(`${hostname} registered`);
+  assert.ok(await until(registered, 30), `the agent did not register: ${agent.output().stderr}`);
+  return hostname;
+}
+
+const ndjson = (stdout) =>
+  stdout
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line));
+const EVENT_LINE = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ {2}(\S+) +(\S+) {2,}(.+)$/;
+/** The event names of `job watch` lines, with `job <id>` where the retry chain moves on. */
+const watched = (stdout) =>
+  stdout
+    .trim()
+    .split("\n")
+    .map((line) => EVENT_LINE.exec(line)?.[1] ?? line);
+
+test("job watch: each event as the agent runs the job, in order, to completed, exit 0; --json is NDJSON", async (t) => {
+  const hostname = await agentFor(t, "watch");
+  const { job_id: id } = await api("POST", "/job", {
+    operation: { type: "echo", data: { n: 1 } },
+    target_hostname: hostname,
+    delay_seconds: 2,
+  });
+  const live = await cli(["job", "watch", id]);
+  assert.equal(live.code, 0, live.stderr);
+  assert.deepEqual(watched(live.stdout), [
+    "submitted",
+    "acknowledged",
+    "started",
+    "completed",
+    `job ${id} completed`,
+  ]);
+  assert.match(
+    live.stdout,
+    new RegExp(`^\\S+ \\S+ {2}started {7}${hostname} +Job processing started on ${hostname}$`, "m"),
+  );
+
+  const json = await cli(["job", "watch", id, "--json"]);
+  assert.equal(json.code, 0, json.stderr);
+  const lines = ndjson(json.stdout);
+  assert.deepEqual(lines.at(-1), { job_id: id, status: "completed" });
+  const events = lines.slice(0, -1);
+  assert.deepEqual(
+    events.map((e) => e.event),
+    ["submitted", "acknowledged", "started", "completed"],
+  );
+  assert.ok(events.every((e) => e.job_id === id && typeof e.id === "string" && e.timestamp));
+  assert.deepEqual(events[3].data, { result: { n: 1 }, changed: false });
+});
+
+test("job create --watch: a job that fails ends the watch with exit 1", async (t) => {
+  const hostname = await agentFor(t, "fail");
+  const failed = await cli([
+    "job",
+    "create",
+    "--operation",
+    '{"type":"fail","message":"no luck"}',
+    "--target",
+    hostname,
+    "--watch",
+  ]);
+  assert.equal(failed.code, 1, failed.stderr);
+  const [created, ...rest] = failed.stdout.trim().split("\n");
+  const id = new RegExp(`^created (${UUID.source}) \\(status unprocessed, revision \\d+\\)$`).exec(
+    created,
+  )?.[1];
+  assert.ok(id, created);
+  assert.deepEqual(watched(rest.join("\n")), [
+    "submitted",
+    "acknowledged",
+    "started",
+    "failed",
+    `job ${id} failed`,
+  ]);
+  assert.match(
+    failed.stdout,
+    new RegExp(`failed {8}${hostname} +Job failed on ${hostname}: no luck$`, "m"),
+  );
+  assert.equal((await api("GET", `/job/${id}`)).status, "failed");
+});
+
+test("job retry --watch: follows the retry and its automatic retries to the end", async (t) => {
+  const hostname = await agentFor(t, "retry", ["--fail-first", "2:echo"]);
+  const { job_id: id } = await api("POST", "/job", {
+    operation: { type: "echo" },
+    target_hostname: hostname,
+  });
+  assert.ok(await until(async () => (await api("GET", `/job/${id}`)).status === "failed", 30));
+  const policy = { max_attempts: 3, backoff: "fixed", delay_seconds: 1, jitter: "none" };
+  const retried = await cli([
+    "job",
+    "retry",
+    id,
+    "--target",
+    hostname,
+    "--policy",
+    JSON.stringify(policy),
+    "--watch",
+  ]);
+  assert.equal(retried.code, 0, retried.stderr);
+  const [first, ...rest] = retried.stdout.trim().split("\n");
+  const second = new RegExp(`^retried ${id} as (${UUID.source}) \\(status unprocessed`).exec(
+    first,
+  )?.[1];
+  assert.ok(second, first);
+  const third = (await api("GET", `/job/${second}`)).retried_as?.[0];
+  assert.ok(third);
+  assert.deepEqual(watched(rest.join("\n")), [
+    "submitted",
+    "acknowledged",
+    "started",
+    "failed",
+    "retried",
+    `job ${third} (retry of ${second})`,
+    "submitted",
+    "acknowledged",
+    "started",
+    "completed",
+    `job ${third} completed`,
+  ]);
+
+  const json = await cli(["job", "retry", third, "--target", hostname, "--watch", "--json"]);
+  assert.equal(json.code, 0, json.stderr);
+  const lines = ndjson(json.stdout);
+  assert.equal(lines[0].status, "unprocessed");
+  assert.deepEqual(lines.at(-1), { job_id: lines[0].job_id, status: "completed" });
+  assert.ok(lines.slice(1, -1).every((e) => e.job_id === lines[0].job_id && e.event));
+});
+
+test("job watch --follow: from the first job of a chain to the end of it", async (t) => {
+  const hostname = await agentFor(t, "follow", ["--fail-first", "1:echo"]);
+  const created = await cli([
+    "job",
+    "create",
+    "--type",
+    "echo",
+    "--target",
+    hostname,
+    "--policy",
+    '{"max_attempts":2,"backoff":"fixed","delay_seconds":1,"jitter":"none"}',
+    "--json",
+  ]);
+  assert.equal(created.code, 0, created.stderr);
+  const { job_id: id } = JSON.parse(created.stdout);
+  const followed = await cli(["job", "watch", id, "--follow", "--json"]);
+  assert.equal(followed.code, 0, followed.stderr);
+  const lines = ndjson(followed.stdout);
+  const end = lines.at(-1);
+  assert.notEqual(end.job_id, id);
+  assert.equal(end.status, "completed");
+  assert.deepEqual(
+    lines.slice(0, -1).map((e) => `${e.job_id === id ? 1 : 2}:${e.event}`),
+    [
+      "1:submitted",
+      "1:acknowledged",
+      "1:started",
+      "1:failed",
+      "1:retried",
+      "2:submitted",
+      "2:acknowledged",
+      "2:started",
+      "2:completed",
+    ],
+  );
+  const alone = await cli(["job", "watch", id]);
+  assert.equal(alone.code, 1, "without --follow the watch ends with the first job, failed");
+  assert.equal(alone.stdout.trim().split("\n").at(-1), `job ${id} failed`);
+});
+
+/**
+ * A proxy to the Worker that cuts its first stream in the middle of the second message, as a
+ * dropped connection does; `lastEventIds` are the Last-Event-ID headers of the requests it saw.
+ */
+async function cuttingProxy() {
+  const lastEventIds = [];
+  const server = createServer(async (req, res) => {
+    lastEventIds.push(req.headers["last-event-id"]);
+    const headers = { authorization: req.headers.authorization, accept: req.headers.accept };
+    if (req.headers["last-event-id"]) headers["last-event-id"] = req.headers["last-event-id"];
+    const upstream = await fetch(`${BASE}${req.url}`, { headers });
+    const body = await upstream.text();
+    res.writeHead(upstream.status, { "content-type": upstream.headers.get("content-type") });
+    if (lastEventIds.length > 1) return res.end(body);
+    res.write(body.slice(0, body.indexOf("\n\n") + 12), () => res.destroy());
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    lastEventIds,
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
+
+test("job watch: a dropped stream is resumed after the last event, nothing missed or repeated", async () => {
+  const id = await createJob("cli.watch.resume");
+  await cli(["job", "cancel", id]);
+  const direct = await cli(["job", "watch", id, "--json"]);
+  assert.equal(direct.code, 1, direct.stderr);
+  const proxy = await cuttingProxy();
+  try {
+    const resumed = await cli(["job", "watch", id, "--json"], { JOBS_URL: proxy.url });
+    assert.equal(resumed.code, 1, resumed.stderr);
+    assert.equal(resumed.stdout, direct.stdout);
+    const first = JSON.parse(direct.stdout.split("\n")[0]);
+    assert.deepEqual(proxy.lastEventIds, [undefined, first.id]);
+  } finally {
+    await proxy.close();
+  }
+});
+
+test("job watch: a deleted job ends it with exit 1; Ctrl-C exits 130; usage errors exit 2", async () => {
+  const later = { delay_seconds: 600 };
+  const { job_id: deleted } = await api("POST", "/job", {
+    operation: { type: "cli.watch.deleted" },
+    ...later,
+  });
+  const watching = startScript("jobs-cli.mjs", ["job", "watch", deleted]);
+  assert.ok(await until(() => watching.output().stdout.includes("submitted"), 30));
+  await api("DELETE", `/job/${deleted}`);
+  assert.equal(await watching.exited, 1);
+  assert.equal(watching.output().stdout.trim().split("\n").at(-1), `job ${deleted} deleted`);
+
+  const { job_id: waiting } = await api("POST", "/job", {
+    operation: { type: "cli.watch.interrupted" },
+    ...later,
+  });
+  const interrupted = startScript("jobs-cli.mjs", ["job", "watch", waiting]);
+  assert.ok(await until(() => interrupted.output().stdout.includes("submitted"), 30));
+  assert.equal(await interrupted.stop("SIGINT"), 130);
+  assert.equal(interrupted.output().stderr, "");
+  await cli(["job", "cancel", waiting]);
+
+  assert.equal((await cli(["job", "watch"])).code, 2);
+  assert.equal((await cli(["job", "create"])).code, 2);
+  const both = await cli(["job", "create", "--type", "echo", "--operation", '{"type":"echo"}']);
+  assert.equal(both.code, 2);
+  assert.equal(both.stderr.trim(), "jobs: give --type (with --data) or --operation, not both");
+  assert.equal((await cli(["job", "create", "--type", "echo", "--data", "{x"])).code, 2);
+});
+
+test("job create: --type and --data make the operation, to _any unless --target", async () => {
+  const created = await cli(["job", "create", "--type", "cli.create", "--data", '{"n":2}']);
+  assert.equal(created.code, 0, created.stderr);
+  const match = new RegExp(
+    `^created (${UUID.source}) \\(status unprocessed, revision \\d+\\)$`,
+  ).exec(created.stdout.trim());
+  assert.ok(match, created.stdout);
+  const job = await api("GET", `/job/${match[1]}`);
+  assert.deepEqual(job.operation, { type: "cli.create", data: { n: 2 } });
+  assert.equal(job.target_hostname, "_any");
+  await cli(["job", "cancel", match[1]]);
 });
