@@ -174,6 +174,29 @@ describe("GET /job/{id}/events as a stream", () => {
     expect(JSON.parse(end?.data ?? "")).toEqual({ job_id: second, status: "completed" });
   });
 
+  it("resumes a followed chain in the job it had reached, even once the first is deleted", async () => {
+    const agent = await newAgent();
+    const id = await jobFor(agent);
+    await claim(agent);
+    await reportOk(agent, id, { event: "failed", error: "x" });
+    const retry = await call("POST", `/job/${id}/retry`, { body: { target_hostname: agent } });
+    const second = ((await retry.json()) as { job_id: string }).job_id;
+    const page = await parse(
+      await call("GET", `/job/${id}/events?follow=retries`),
+      JobEventPageSchema,
+    );
+    const last = page.items.at(-1);
+    expect(last).toMatchObject({ job_id: second, event: "submitted" });
+    expect((await call("DELETE", `/job/${id}`)).status).toBe(204);
+    const resumed = sse(
+      await watch(id, "?follow=retries", { "Last-Event-ID": last?.id as string }),
+    );
+    await claim(agent);
+    const next = await resumed.event();
+    expect(JSON.parse(next?.data ?? "")).toMatchObject({ job_id: second, event: "acknowledged" });
+    await resumed.cancel();
+  });
+
   it("ends when its job is cancelled or deleted", async () => {
     const agent = await newAgent();
     const id = await jobFor(agent);

@@ -140,8 +140,9 @@ export const jobEvents = createRouter().openapi(jobEventsRoute, async (c) => {
     follow,
   );
   if (c.req.header("Accept")?.includes("text/event-stream")) {
-    if ((await readJobEvents(c.var.db, id, Number.MAX_SAFE_INTEGER, 1)) === null)
-      throw notFound(id);
+    // Resuming a followed chain goes on in the job of the last event seen, whatever became of the first.
+    if ((await readJobEvents(c.var.db, start.jobId, Number.MAX_SAFE_INTEGER, 1)) === null)
+      throw notFound(start.jobId);
     c.header("Cache-Control", "no-store");
     return stream(c, start, follow) as never;
   }
