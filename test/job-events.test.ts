@@ -243,6 +243,20 @@ describe("GET /job/{id}/events as a stream", () => {
   }, 20_000);
 });
 
+describe("a quiet stream", () => {
+  it("sends a heartbeat comment within 25 s of its last message", async () => {
+    const agent = await newAgent();
+    const id = await jobFor(agent);
+    const stream = sse(await watch(id));
+    await stream.event();
+    const after = Date.now();
+    const beat = await stream.next(26_000);
+    expect(beat?.comment).toBe("heartbeat");
+    expect(Date.now() - after).toBeLessThan(25_000);
+    await stream.cancel();
+  }, 40_000);
+});
+
 describe("GET /job/{id}/events as JSON", () => {
   it("pages the events with after and next_cursor, null once the job has ended", async () => {
     const agent = await newAgent();
@@ -275,6 +289,7 @@ describe("GET /job/{id}/events as JSON", () => {
     await expectError(await call("GET", `/job/${id}/events?after=x`), 400);
     await expectError(await watch(id, "", { "Last-Event-ID": "-1" }), 400);
     await expectError(await call("GET", `/job/${id}/events?follow=all`), 400);
+    await expectError(await call("GET", `/job/${id}/events?limit=1e1`), 400);
     const writer = await createKey(["job:write"]);
     await expectError(await call("GET", `/job/${id}/events`, { key: writer }), 403);
   });

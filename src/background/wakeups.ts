@@ -373,13 +373,17 @@ export const announce = teller<Announcement>((stub, news) => stub.announce(news)
  */
 export const jobsChanged = teller<JobChange>((stub, news) => stub.jobsChanged(news));
 
-/** After a webhook was created or deleted: the object looks again whether to enqueue changes. */
-export function webhooksChanged(ctx: Ctx, env: Env): void {
-  ctx.waitUntil(
-    claimWaiters(env)
-      .webhooksChanged()
-      .catch(() => {}),
-  );
+/**
+ * After a webhook was created or deleted: the object looks again whether to enqueue changes. Then
+ * waits out the quiet window of every isolate (which may have stopped telling the object about
+ * writes a moment ago, when nobody listened), so every write that starts after this returns
+ * reaches the webhooks.
+ */
+export async function webhooksChanged(env: Env): Promise<void> {
+  await claimWaiters(env)
+    .webhooksChanged()
+    .catch(() => {});
+  await new Promise((resolve) => setTimeout(resolve, QUIET_MS));
 }
 
 /** After an agent's registration changed: the object vouches no more for it. */

@@ -206,19 +206,23 @@ export async function recordAttempt(
     .run();
 }
 
+/** A webhook's deliveries, newest first; null when there is no such webhook. One round trip. */
 export async function listDeliveries(
   db: Db,
   webhookId: string,
   query: { status?: string | undefined; limit: number },
-): Promise<Delivery[]> {
-  const { results } = await db
-    .prepare(
-      `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries INDEXED BY webhook_deliveries_hook
-       WHERE webhook_id = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY created_at DESC, id DESC LIMIT ?3`,
-    )
-    .bind(webhookId, query.status ?? null, query.limit)
-    .all<DeliveryRow>();
-  return results.map(toDelivery);
+): Promise<Delivery[] | null> {
+  const [hook, rows] = await db.batch([
+    db.prepare("SELECT 1 AS found FROM webhooks WHERE id = ?1").bind(webhookId),
+    db
+      .prepare(
+        `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries INDEXED BY webhook_deliveries_hook
+         WHERE webhook_id = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY created_at DESC, id DESC LIMIT ?3`,
+      )
+      .bind(webhookId, query.status ?? null, query.limit),
+  ]);
+  if ((hook?.results.length ?? 0) === 0) return null;
+  return ((rows?.results ?? []) as DeliveryRow[]).map(toDelivery);
 }
 
 /** A delivery made due again (re-sent by hand): false when the webhook has no such delivery. */

@@ -120,11 +120,17 @@ function stream(c: Context<AppEnv>, start: { jobId: string; after: number }, fol
         });
         return;
       }
-      const ms = WAITS_MS[Math.min(waits++, WAITS_MS.length - 1)] as number;
-      if (!(await changed(c.env, jobId, read.revision, ms)) && Date.now() - spoke >= HEARTBEAT_MS) {
+      // Wait for a change, but never past the heartbeat that keeps proxies from closing the stream.
+      const quietFor = Date.now() - spoke;
+      if (quietFor >= HEARTBEAT_MS) {
         await sse.write(": heartbeat\n\n");
         spoke = Date.now();
       }
+      const ms = Math.min(
+        WAITS_MS[Math.min(waits++, WAITS_MS.length - 1)] as number,
+        HEARTBEAT_MS - (Date.now() - spoke),
+      );
+      await changed(c.env, jobId, read.revision, ms);
     }
   });
 }

@@ -59,7 +59,7 @@ export const createWebhookRoute = createRoute({
   operationId: "createWebhook",
   summary: "Register a webhook",
   description:
-    "Job events (`job.created`, `job.completed`, `job.failed`, `job.partial_failure`, `job.skipped`, `job.cancelled`, `job.retried`) matching `events` and `filter` are POSTed to `url` as `{type, timestamp, data}`, signed the Standard Webhooks way (`Webhook-Id`, `Webhook-Timestamp`, `Webhook-Signature`), at least once, through a queue: a write never waits for a receiver. The signing secret is in this answer only.",
+    "Events of writes made after this answers: job events (`job.created`, `job.completed`, `job.failed`, `job.partial_failure`, `job.skipped`, `job.cancelled`, `job.retried`) matching `events` and `filter` are POSTed to `url` as `{type, timestamp, data}`, signed the Standard Webhooks way (`Webhook-Id`, `Webhook-Timestamp`, `Webhook-Signature`), at least once, through a queue: a write never waits for a receiver. The signing secret is in this answer only.",
   request: {
     body: { required: true, content: { "application/json": { schema: CreateWebhookBodySchema } } },
   },
@@ -142,7 +142,7 @@ export const listDeliveriesRoute = createRoute({
   request: { params: WebhookIdParamsSchema, query: DeliveryListQuerySchema },
   responses: {
     200: json(DeliveryListSchema, "The deliveries"),
-    ...errorResponses(400, 401, 403, 429, 500, 503),
+    ...errorResponses(400, 401, 403, 404, 429, 500, 503),
   },
 });
 
@@ -182,14 +182,14 @@ export const webhooks = createRouter()
       secretCiphertext: await encryptSecret(c.env, secret),
       now: new Date().toISOString(),
     });
-    webhooksChanged(c.executionCtx, c.env);
+    await webhooksChanged(c.env);
     return c.json({ ...hook, secret }, 201);
   })
   .openapi(listWebhooksRoute, async (c) => c.json({ items: await listWebhooks(c.var.db) }, 200))
   .openapi(deleteWebhookRoute, async (c) => {
     const { id } = c.req.valid("param");
     if (!(await deleteWebhook(c.var.db, id))) throw notFound(id);
-    webhooksChanged(c.executionCtx, c.env);
+    await webhooksChanged(c.env);
     return c.body(null, 204);
   })
   .openapi(testWebhookRoute, async (c) => {
@@ -225,7 +225,9 @@ export const webhooks = createRouter()
   })
   .openapi(listDeliveriesRoute, async (c) => {
     const { id } = c.req.valid("param");
-    return c.json({ items: await listDeliveries(c.var.db, id, c.req.valid("query")) }, 200);
+    const items = await listDeliveries(c.var.db, id, c.req.valid("query"));
+    if (items === null) throw notFound(id);
+    return c.json({ items }, 200);
   })
   .openapi(resendDeliveryRoute, async (c) => {
     const { id, delivery_id } = c.req.valid("param");

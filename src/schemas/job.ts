@@ -598,13 +598,7 @@ export const JobEventsQuerySchema = z.strictObject({
       description:
         "Only events after this one (an event `id`, or a page's `next_cursor`); for a stream, the `Last-Event-ID` header does the same",
     }),
-  limit: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(1000)
-    .default(100)
-    .openapi({ description: "JSON page size, 1–1000" }),
+  limit: queryInteger(1, 1000).default(100).openapi({ description: "JSON page size, 1–1000" }),
 });
 
 export const JobEventSchema = z

@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import { queryInteger } from "./paging";
 import { Timestamp } from "./timestamp";
 
 export const WEBHOOK_EVENTS = [
@@ -104,7 +105,7 @@ export const DeliverySchema = z
 
 export const DeliveryListQuerySchema = z.strictObject({
   status: z.enum(DELIVERY_STATUSES).optional(),
-  limit: z.coerce.number().int().min(1).max(100).default(20),
+  limit: queryInteger(1, 100).default(20).openapi({ description: "How many, 1–100 (default 20)" }),
 });
 
 export const DeliveryListSchema = z
