@@ -801,6 +801,9 @@ describe("an operation with a __proto__ key", () => {
     expect(patched.status, await patched.clone().text()).toBe(201);
     const retried = (await patched.json()) as { job_id: string };
     const job = JSON.parse(await (await direct("GET", `/job/${retried.job_id}`)).text());
-    expect(job.operation.__proto__).toEqual({ x: 1, z: 3 });
+    expect(Object.getOwnPropertyDescriptor(job.operation, "__proto__")?.value).toEqual({
+      x: 1,
+      z: 3,
+    });
   });
 });
