@@ -12,7 +12,6 @@ export const WEBHOOK_EVENTS = [
 ] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
 
-
 export const WebhookIdParamsSchema = z.object({
   id: z
     .string()
