@@ -364,6 +364,12 @@ const SUMMARY_EXAMPLE = {
   result: { hostname: "web-01" },
   changed: false,
   hostname: "web-01",
+  retry_policy: null,
+  not_before: null,
+  retried_by: null,
+  operation_changed: false,
+  cancel_requested: false,
+  retries_exhausted: false,
 } as const;
 
 export const JobSchema = JobSummarySchema.extend({
@@ -426,6 +432,7 @@ export const JobListSchema = z
         failed: 0,
         partial_failure: 0,
         skipped: 0,
+        cancelled: 0,
       },
       items: [SUMMARY_EXAMPLE],
       next_cursor: null,
