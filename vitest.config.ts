@@ -1,16 +1,10 @@
 import path from "node:path";
-import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-pool-workers";
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
-// vitest-pool-workers 0.15.1 prints workerd's "WebSocket peer disconnected" when a test file's
-// runner closes, after the summary; it is harmless, and the pool already drops its siblings.
-for (const stream of [process.stdout, process.stderr]) {
-  const write = stream.write.bind(stream);
-  stream.write = ((chunk: string | Uint8Array, ...rest: never[]) =>
-    String(chunk).includes("disconnected: WebSocket peer disconnected")
-      ? true
-      : write(chunk, ...rest)) as typeof stream.write;
-}
+// wrangler, inside the plugin, says "Using secrets defined in .dev.vars" once per test file: only
+// its warnings and errors are shown, unless WRANGLER_LOG is set.
+process.env.WRANGLER_LOG ??= "warn";
 
 export default defineConfig(async () => {
   const migrations = await readD1Migrations(path.join(import.meta.dirname, "migrations"));
@@ -27,9 +21,9 @@ export default defineConfig(async () => {
             AUTH_FAILURES_PER_MINUTE: "0",
           },
           ratelimits: {
-            READ_LIMITER: { simple: { limit: 1_000_000, period: 60 } },
-            WRITE_LIMITER: { simple: { limit: 1_000_000, period: 60 } },
-            TEST_TIGHT_LIMITER: { simple: { limit: 3, period: 60 } },
+            READ_LIMITER: { namespace_id: "1001", simple: { limit: 1_000_000, period: 60 } },
+            WRITE_LIMITER: { namespace_id: "1002", simple: { limit: 1_000_000, period: 60 } },
+            TEST_TIGHT_LIMITER: { namespace_id: "1003", simple: { limit: 3, period: 60 } },
           },
         },
       }),
@@ -38,6 +32,9 @@ export default defineConfig(async () => {
       // The request log (one line per request) is shown for failing tests only, or with LOG_LEVEL=debug.
       silent: process.env.LOG_LEVEL === "debug" ? false : ("passed-only" as const),
       setupFiles: ["./test/setup.ts"],
+      // One fresh worker (and storage) per test file, as the plugin does by default; said here so
+      // vitest does not suggest `isolate: false` after every run.
+      isolate: true,
       include: ["test/**/*.test.ts"],
     },
   };

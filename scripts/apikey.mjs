@@ -3,17 +3,11 @@
 // Human-readable lines go to stderr; `create` prints the new key alone on stdout, as the last line.
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { root, wrangler, wranglerEnv } from "./wrangler-env.mjs";
 
 const SCOPES = ["job:read", "job:write", "agent:read", "agent:write", "admin"];
-const root = fileURLToPath(new URL("..", import.meta.url));
-const wrangler = fileURLToPath(new URL("../node_modules/.bin/wrangler", import.meta.url));
-const env = {
-  ...process.env,
-  WRANGLER_SEND_METRICS: "false",
-  CLOUDFLARE_CF_FETCH_ENABLED: "false",
-};
+const env = wranglerEnv();
 
 const USAGE = `usage:
   npm run apikey -- create --name <name> --scopes <scope,scope> [--expires-in-days N]

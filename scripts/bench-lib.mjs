@@ -4,16 +4,11 @@ import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { experimental_readRawConfig } from "wrangler";
+import { root, wrangler, wranglerEnv } from "./wrangler-env.mjs";
 
-export const root = fileURLToPath(new URL("..", import.meta.url));
-export const wrangler = path.join(root, "node_modules", ".bin", "wrangler");
-export const env = {
-  ...process.env,
-  WRANGLER_SEND_METRICS: "false",
-  CLOUDFLARE_CF_FETCH_ENABLED: "false",
-};
+export { root, wrangler };
+export const env = wranglerEnv();
 
 const servers = new Set();
 

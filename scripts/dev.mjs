@@ -3,15 +3,9 @@
 // 8787) picks the port and the local CORS_ORIGINS follow it; JOBS_STATE_DIR (default
 // .wrangler/state) picks the local state folder. Extra arguments go to `wrangler dev`.
 import { spawn, spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import { root, wrangler, wranglerEnv } from "./wrangler-env.mjs";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
-const wrangler = fileURLToPath(new URL("../node_modules/.bin/wrangler", import.meta.url));
-const env = {
-  ...process.env,
-  WRANGLER_SEND_METRICS: "false",
-  CLOUDFLARE_CF_FETCH_ENABLED: "false",
-};
+const env = wranglerEnv();
 
 const args = process.argv.slice(2);
 const portArg = args.findIndex((arg) => arg === "--port" || arg.startsWith("--port="));

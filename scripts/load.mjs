@@ -10,18 +10,12 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import ts from "typescript";
 import { freePort } from "./free-port.mjs";
+import { root, wrangler, wranglerEnv } from "./wrangler-env.mjs";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
-const wrangler = path.join(root, "node_modules", ".bin", "wrangler");
-const env = {
-  ...process.env,
-  WRANGLER_SEND_METRICS: "false",
-  CLOUDFLARE_CF_FETCH_ENABLED: "false",
-};
+const env = wranglerEnv();
 
 const REQUESTS = Number(process.env.LOAD_REQUESTS ?? 3000);
 const CONNECTIONS = Number(process.env.LOAD_CONNECTIONS ?? 16);

@@ -8,17 +8,11 @@
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { freePort } from "./free-port.mjs";
+import { root, wrangler, wranglerEnv } from "./wrangler-env.mjs";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
-const wrangler = path.join(root, "node_modules", ".bin", "wrangler");
-const env = {
-  ...process.env,
-  WRANGLER_SEND_METRICS: "false",
-  CLOUDFLARE_CF_FETCH_ENABLED: "false",
-};
+const env = wranglerEnv();
 const USAGE = "usage: npm run retention [-- --local | --remote]";
 
 function fail(message, code = 1) {

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { wrangler, wranglerEnv } from "../../scripts/wrangler-env.mjs";
 import { api, BASE } from "./helpers.mjs";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -23,7 +24,7 @@ test("npm run retention runs the scheduled handler on the local database", async
   const old = await api("POST", "/job", { operation: { type: "retention-e2e" } });
   const fresh = await api("POST", "/job", { operation: { type: "retention-e2e" } });
   execFileSync(
-    "node_modules/.bin/wrangler",
+    wrangler,
     [
       "d1",
       "execute",
@@ -34,7 +35,7 @@ test("npm run retention runs the scheduled handler on the local database", async
       "--command",
       `UPDATE jobs SET created_at = '2000-01-01T00:00:00.000Z' WHERE id = '${old.job_id}'`,
     ],
-    { cwd: root, stdio: "pipe" },
+    { cwd: root, env: wranglerEnv(), stdio: "pipe" },
   );
 
   const run = await retention();

@@ -5,15 +5,9 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { root, wrangler, wranglerEnv } from "../../scripts/wrangler-env.mjs";
 
-const root = fileURLToPath(new URL("../..", import.meta.url));
-const wrangler = join(root, "node_modules/.bin/wrangler");
-const env = {
-  ...process.env,
-  WRANGLER_SEND_METRICS: "false",
-  CLOUDFLARE_CF_FETCH_ENABLED: "false",
-};
+const env = wranglerEnv();
 
 function wranglerSync(args) {
   return execFileSync(wrangler, args, { cwd: root, env, encoding: "utf8", stdio: "pipe" });
