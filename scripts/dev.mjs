@@ -3,6 +3,7 @@
 // 8787) picks the port and the local CORS_ORIGINS follow it; JOBS_STATE_DIR (default
 // .wrangler/state) picks the local state folder. Extra arguments go to `wrangler dev`.
 import { spawn, spawnSync } from "node:child_process";
+import { portOr } from "./free-port.mjs";
 import { root, wrangler, wranglerEnv } from "./wrangler-env.mjs";
 
 const env = wranglerEnv();
@@ -40,6 +41,9 @@ const child = spawn(
     "--var",
     `CORS_ORIGINS:${origins}`,
     ...persist,
+    ...(args.some((arg) => arg.startsWith("--inspector-port"))
+      ? []
+      : ["--inspector-port", String(await portOr(9229))]),
     ...args,
   ],
   { cwd: root, env, stdio: "inherit" },

@@ -12,3 +12,12 @@ export function freePort() {
     });
   });
 }
+
+/** `preferred` when nobody listens on it, else a free port: wrangler's inspector (9229) in two clones. */
+export function portOr(preferred) {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(freePort()));
+    server.listen(preferred, "127.0.0.1", () => server.close(() => resolve(preferred)));
+  });
+}

@@ -98,7 +98,17 @@ async function startServer() {
   const out = openSync(path.join(state, "wrangler-dev.log"), "w");
   server = spawn(
     wrangler,
-    ["dev", "--ip", "127.0.0.1", "--port", String(PORT), "--persist-to", state],
+    [
+      "dev",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(PORT),
+      "--inspector-port",
+      String(await freePort()),
+      "--persist-to",
+      state,
+    ],
     { cwd: root, env, detached: true, stdio: ["ignore", out, out] },
   );
   for (let i = 0; i < 120; i++) {

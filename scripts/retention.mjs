@@ -72,7 +72,17 @@ if (!values.remote) {
 const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
 const config = values.remote ? remoteConfig() : [];
-const args = ["dev", ...config, "--ip", "127.0.0.1", "--port", String(port), "--test-scheduled"];
+const args = [
+  "dev",
+  ...config,
+  "--ip",
+  "127.0.0.1",
+  "--port",
+  String(port),
+  "--inspector-port",
+  String(await freePort()),
+  "--test-scheduled",
+];
 const child = spawn(wrangler, [...args, ...persist], {
   cwd: root,
   env,

@@ -5,6 +5,7 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "../../scripts/free-port.mjs";
 import { root, wrangler, wranglerEnv } from "../../scripts/wrangler-env.mjs";
 
 const env = wranglerEnv();
@@ -42,7 +43,17 @@ export async function startServer({ port = 8793, state } = {}) {
   const log = openSync(logFile, "w");
   const child = spawn(
     wrangler,
-    ["dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", persistTo],
+    [
+      "dev",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--inspector-port",
+      String(await freePort()),
+      "--persist-to",
+      persistTo,
+    ],
     { cwd: root, env, detached: true, stdio: ["ignore", log, log] },
   );
   const exited = new Promise((resolve) => child.once("exit", resolve));
