@@ -5,10 +5,11 @@ import { claimWaiters } from "../src/background/wakeups";
 import { touchAgents } from "../src/db/agents";
 import worker from "../src/index";
 import { ClaimResultSchema } from "../src/schemas/agent";
+import { JobSchema } from "../src/schemas/job";
 import { claim, host, register, rememberLeases, reportOk } from "./agents-helpers";
 import { checkConsistency, onD1 } from "./consistency";
 import { countingD1, createCounter } from "./counting-d1";
-import { admin, call, createJob, expectError, parse } from "./helpers";
+import { admin, buildRequest, call, createJob, expectError, parse } from "./helpers";
 
 /** A long claim, started now; resolves with its jobs and how long it took. */
 async function longClaim(hostname: string, body: Record<string, unknown>) {
@@ -49,6 +50,29 @@ async function waiting(n: number) {
 }
 
 describe("long claims", () => {
+  it("hand nothing to an agent that went away while its claim waited", async () => {
+    const agent = host("gone");
+    await register(agent);
+    const stop = new AbortController();
+    const request = await buildRequest("POST", `/agent/${agent}/claim`, {
+      body: { wait_seconds: 20 },
+    });
+    const ctx = createExecutionContext();
+    const answered = Promise.resolve(
+      worker.fetch(new Request(request, { signal: stop.signal }), env, ctx),
+    ).catch(() => undefined);
+    await waiting(1);
+    stop.abort();
+    const id = (await createJob({ type: "for.nobody" }, agent)).job_id;
+    await answered;
+    await waitOnExecutionContext(ctx);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const job = await parse(await call("GET", `/job/${id}`), JobSchema);
+    expect(job.status).toBe("unprocessed");
+    // The agent back, a claim gets it.
+    expect((await claim(agent)).map((j) => j.id)).toEqual([id]);
+  });
+
   it("take wait_seconds 0–60 and refuse anything else", async () => {
     const agent = host();
     await register(agent);

@@ -357,7 +357,9 @@ export const agents = createRouter()
     const vouched = await waiters
       .resume({ hostname, lineage: owner.lineage, timeoutMs: wait })
       .catch(() => null);
-    if (vouched === false) return c.json({ jobs: [] }, 200);
+    // An agent that stopped while its claim waited must not be handed a job it will never run.
+    const gone = () => c.req.raw.signal.aborted;
+    if (vouched === false || gone()) return c.json({ jobs: [] }, 200);
     let outcome = await claim();
     // Nothing due: wait in the Durable Object (no D1 query meanwhile) until work for this agent
     // is announced or seen in the feed, then claim again. A wait that ends with the object gone
@@ -373,7 +375,7 @@ export const agents = createRouter()
           timeoutMs: deadline - Date.now(),
         })
         .catch(() => undefined);
-      if (woken === false) break;
+      if (woken === false || gone()) break;
       outcome = await claim();
       if (woken === undefined) break;
     }
