@@ -197,6 +197,31 @@ describe("GET /job/{id}/events as a stream", () => {
     await resumed.cancel();
   });
 
+  it("hears at once of what a claim's lease sweep did to its job", async () => {
+    const agent = await newAgent();
+    const id = await jobFor(agent);
+    const stream = sse(await watch(id));
+    expect((await stream.event())?.event).toBe("submitted");
+    await claim(agent);
+    expect((await stream.event())?.event).toBe("acknowledged");
+    await env.DB.prepare(
+      "UPDATE job_agents SET delivery = 1000, lease_expires_at = '2000-01-01T00:00:00.000Z' WHERE job_id = ?1",
+    )
+      .bind(id)
+      .run();
+    // Quiet long enough for the stream to be in a 4 s wait: only an announcement wakes it sooner.
+    await new Promise((resolve) => setTimeout(resolve, 3_500));
+    const swept = Date.now();
+    await claim(agent);
+    const failed = await stream.event();
+    expect(JSON.parse(failed?.data ?? "")).toMatchObject({
+      event: "failed",
+      error: "max deliveries exceeded",
+    });
+    expect(Date.now() - swept).toBeLessThan(1_500);
+    await stream.cancel();
+  }, 20_000);
+
   it("ends when its job is cancelled or deleted", async () => {
     const agent = await newAgent();
     const id = await jobFor(agent);

@@ -327,7 +327,13 @@ export type ClaimRequest = {
 
 /** The jobs handed out, and what a long claim waits with: the revision seen and the labels. */
 export type ClaimOutcome =
-  | { jobs: ClaimedJob[]; revision: number; labels: Labels }
+  | {
+      jobs: ClaimedJob[];
+      revision: number;
+      labels: Labels;
+      /** Every job whose agent rows this claim changed: handed out, taken over, or swept. */
+      changed: string[];
+    }
   | { refused: true };
 
 /**
@@ -452,12 +458,14 @@ export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimOutco
     db
       .prepare(
         `SELECT ${ownedBy("?1", "?2")} AS owned, ${CURRENT_REVISION} AS revision,
-           (SELECT labels FROM agents WHERE hostname = ?1) AS labels`,
+           (SELECT labels FROM agents WHERE hostname = ?1) AS labels,
+           (SELECT json_group_array(DISTINCT job_id) FROM job_agents INDEXED BY job_agents_revision
+            WHERE revision = ${CURRENT_REVISION} AND ${applies}) AS changed`,
       )
       .bind(h, lineage),
   ]);
   const agent = results.at(-1)?.results[0] as
-    | { owned: number; revision: number; labels: string | null }
+    | { owned: number; revision: number; labels: string | null; changed: string }
     | undefined;
   if (agent?.owned !== 1) return { refused: true };
   type Row = Omit<ClaimedJob, "operation" | "lease_token"> & {
@@ -472,6 +480,7 @@ export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimOutco
     })),
     revision: agent.revision,
     labels: JSON.parse(agent.labels ?? "{}") as Labels,
+    changed: JSON.parse(agent.changed) as string[],
   };
 }
 

@@ -345,7 +345,7 @@ export const agents = createRouter()
       jobsChanged(
         c.executionCtx,
         c.env,
-        outcome.jobs.map((job) => ({ job: job.id, revision })),
+        outcome.changed.map((job) => ({ job, revision })),
       );
       return outcome;
     };
