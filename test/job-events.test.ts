@@ -222,6 +222,25 @@ describe("GET /job/{id}/events as a stream", () => {
     await stream.cancel();
   }, 20_000);
 
+  it("hears at once that its job's agent was deregistered", async () => {
+    const agent = await newAgent();
+    const id = await jobFor(agent);
+    const stream = sse(await watch(id));
+    expect((await stream.event())?.event).toBe("submitted");
+    await new Promise((resolve) => setTimeout(resolve, 3_500));
+    const gone = Date.now();
+    expect((await call("DELETE", `/agent/${agent}`)).status).toBe(204);
+    expect(JSON.parse((await stream.event())?.data ?? "")).toMatchObject({
+      event: "skipped",
+      error: "agent deregistered",
+    });
+    expect(Date.now() - gone).toBeLessThan(1_500);
+    expect(JSON.parse((await stream.event())?.data ?? "")).toEqual({
+      job_id: id,
+      status: "skipped",
+    });
+  }, 20_000);
+
   it("ends when its job is cancelled or deleted", async () => {
     const agent = await newAgent();
     const id = await jobFor(agent);

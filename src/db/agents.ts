@@ -165,7 +165,7 @@ const CANCELLED = "cancelled";
 export async function deleteAgent(
   db: Db,
   agent: { hostname: string; now: string; actor: Actor },
-): Promise<{ revision: number; freedAnyJobs: number } | null> {
+): Promise<{ revision: number; freedAnyJobs: number; changed: string[] } | null> {
   const write = beginWrite(db, {
     sql: `EXISTS (SELECT 1 FROM agents WHERE hostname = ?1
       AND (?3 = 1 OR owner_lineage_id IS NULL OR owner_lineage_id = ?2))`,
@@ -210,11 +210,19 @@ export async function deleteAgent(
       .prepare(`DELETE FROM agent_labels WHERE hostname = ?1 AND ${write.applies}`)
       .bind(agent.hostname),
     db.prepare(`DELETE FROM agents WHERE hostname = ?1 AND ${write.applies}`).bind(agent.hostname),
-    db.prepare(`SELECT ${CURRENT_REVISION} AS revision`),
+    db.prepare(
+      `SELECT ${CURRENT_REVISION} AS revision,
+         (SELECT json_group_array(DISTINCT job_id) FROM job_agents INDEXED BY job_agents_revision
+          WHERE revision = ${CURRENT_REVISION} AND ${write.applies}) AS changed`,
+    ),
   ]);
   if ((results[0]?.meta.changes ?? 0) === 0) return null;
-  const revision = (results.at(-1)?.results[0] as { revision: number } | undefined)?.revision ?? 0;
-  return { revision, freedAnyJobs: results[4]?.meta.changes ?? 0 };
+  const last = results.at(-1)?.results[0] as { revision: number; changed: string } | undefined;
+  return {
+    revision: last?.revision ?? 0,
+    freedAnyJobs: results[4]?.meta.changes ?? 0,
+    changed: JSON.parse(last?.changed ?? "[]") as string[],
+  };
 }
 
 /**

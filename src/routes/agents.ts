@@ -319,6 +319,12 @@ export const agents = createRouter()
     const deleted = await deleteAgent(c.var.db, { hostname, now, actor });
     if (!deleted) throw await agentRefusal(c.var.db, hostname, actor);
     forgetAgent(c.executionCtx, c.env, hostname);
+    const { revision } = deleted;
+    jobsChanged(
+      c.executionCtx,
+      c.env,
+      deleted.changed.map((job) => ({ job, revision })),
+    );
     if (deleted.freedAnyJobs > 0)
       announce(c.executionCtx, c.env, [
         { target: "_any", revision: deleted.revision, count: deleted.freedAnyJobs },
