@@ -1,0 +1,66 @@
+import { useEffect, useState } from "hono/jsx/dom";
+import { type AgentList, call, type Job, type JobAccepted, message } from "./api";
+import { jobHref } from "./route";
+
+type Props = { job: Job; onRetried: () => void };
+
+/** Retry to `_any`, `_all`, the job's own target or a registered agent; one Idempotency-Key per click. */
+export function RetryForm({ job, onRetried }: Props) {
+  const [agents, setAgents] = useState<string[]>([]);
+  const [target, setTarget] = useState(job.target_hostname);
+  const [result, setResult] = useState<{ id?: string; error?: string }>({});
+  const [busy, setBusy] = useState(false);
+
+  useEffect(() => {
+    call<AgentList>("/agent?limit=100")
+      .then(({ body }) => setAgents(body.items.map((agent) => agent.hostname)))
+      .catch(() => setAgents([]));
+  }, []);
+
+  const targets = [...new Set(["_any", "_all", job.target_hostname, ...agents])];
+  const retry = async (event: Event) => {
+    event.preventDefault();
+    setBusy(true);
+    try {
+      const { body } = await call<JobAccepted>(`/job/${job.id}/retry`, {
+        method: "POST",
+        body: { target_hostname: target },
+        headers: { "Idempotency-Key": crypto.randomUUID() },
+      });
+      setResult({ id: body.job_id });
+      onRetried();
+    } catch (failure) {
+      setResult({ error: message(failure) });
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form class="retry" onSubmit={retry}>
+      <label for="retry-target">Retry on</label>
+      <select
+        id="retry-target"
+        onChange={(event: Event) => setTarget((event.target as HTMLSelectElement).value)}
+      >
+        {targets.map((name) => (
+          <option value={name} selected={name === target}>
+            {name}
+          </option>
+        ))}
+      </select>
+      <button type="submit" disabled={busy}>
+        Retry
+      </button>
+      {result.id && (
+        <p role="status">
+          Retried as <a href={jobHref(result.id)}>{result.id}</a>
+        </p>
+      )}
+      {result.error && (
+        <p class="error" role="alert">
+          {result.error}
+        </p>
+      )}
+    </form>
+  );
+}
