@@ -1,12 +1,18 @@
 import type { z } from "@hono/zod-openapi";
 import type { AgentListSchema } from "../../src/schemas/agent";
 import type { ErrorSchema } from "../../src/schemas/error";
-import type { JobAcceptedSchema, JobListSchema, JobSchema } from "../../src/schemas/job";
+import type {
+  BulkRetryResultSchema,
+  JobAcceptedSchema,
+  JobListSchema,
+  JobSchema,
+} from "../../src/schemas/job";
 import type { KeyListSchema } from "../../src/schemas/key";
 
 export type Job = z.infer<typeof JobSchema>;
 export type JobList = z.infer<typeof JobListSchema>;
 export type JobAccepted = z.infer<typeof JobAcceptedSchema>;
+export type BulkRetryResult = z.infer<typeof BulkRetryResultSchema>;
 export type AgentList = z.infer<typeof AgentListSchema>;
 export type KeyList = z.infer<typeof KeyListSchema>;
 type ErrorBody = z.infer<typeof ErrorSchema>;

@@ -1,5 +1,6 @@
 import { useEffect, useState } from "hono/jsx/dom";
 import { call, type JobList, message } from "./api";
+import { BulkRetry } from "./bulk-retry";
 import { JobTable } from "./job-table";
 import { StatusChips } from "./status-chips";
 
@@ -60,6 +61,9 @@ export function JobsPage() {
         <>
           <p aria-live="polite">Matching jobs: {list.total_items}</p>
           <JobTable jobs={list.items} />
+          {(status === "failed" || status === "partial_failure") && list.total_items > 0 && (
+            <BulkRetry status={status} onRetried={() => setReloads(reloads + 1)} />
+          )}
           <nav class="pages" aria-label="Pages">
             <button type="button" disabled={!cursor} onClick={() => setCursors([])}>
               First page

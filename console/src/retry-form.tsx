@@ -1,23 +1,16 @@
-import { useEffect, useState } from "hono/jsx/dom";
-import { type AgentList, call, type Job, type JobAccepted, message } from "./api";
+import { useState } from "hono/jsx/dom";
+import { call, type Job, type JobAccepted, message } from "./api";
 import { jobHref } from "./route";
+import { TargetSelect } from "./target-select";
 
 type Props = { job: Job; onRetried: () => void };
 
 /** Retry to `_any`, `_all`, the job's own target or a registered agent; one Idempotency-Key per click. */
 export function RetryForm({ job, onRetried }: Props) {
-  const [agents, setAgents] = useState<string[]>([]);
   const [target, setTarget] = useState(job.target_hostname);
   const [result, setResult] = useState<{ id?: string; error?: string }>({});
   const [busy, setBusy] = useState(false);
 
-  useEffect(() => {
-    call<AgentList>("/agent?limit=100")
-      .then(({ body }) => setAgents(body.items.map((agent) => agent.hostname)))
-      .catch(() => setAgents([]));
-  }, []);
-
-  const targets = [...new Set(["_any", "_all", job.target_hostname, ...agents])];
   const retry = async (event: Event) => {
     event.preventDefault();
     setBusy(true);
@@ -37,17 +30,13 @@ export function RetryForm({ job, onRetried }: Props) {
   };
   return (
     <form class="retry" onSubmit={retry}>
-      <label for="retry-target">Retry on</label>
-      <select
+      <TargetSelect
         id="retry-target"
-        onChange={(event: Event) => setTarget((event.target as HTMLSelectElement).value)}
-      >
-        {targets.map((name) => (
-          <option value={name} selected={name === target}>
-            {name}
-          </option>
-        ))}
-      </select>
+        label="Retry on"
+        value={target}
+        extra={job.target_hostname}
+        onChange={setTarget}
+      />
       <button type="submit" disabled={busy}>
         Retry
       </button>

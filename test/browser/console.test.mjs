@@ -1,6 +1,7 @@
 // The operator console at /console, driven in Debian's Chromium: sign in, filter to failed, open a
-// job, retry it to an agent, follow the lineage to the new job, a 401 back to sign-in; axe-core
-// finds no violation on any page. SCREENSHOTS_DIR (npm run screenshots: docs) takes the pictures.
+// job, retry it to an agent, follow the lineage to the new job, bulk retry with its dry run, cancel
+// and delete, a 401 back to sign-in; axe-core finds no violation on any page. SCREENSHOTS_DIR
+// (npm run screenshots: docs) takes the pictures.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { mkdirSync } from "node:fs";
@@ -28,7 +29,7 @@ async function failedJob() {
     operation: { type: "service.restart", data: { unit: "nginx" } },
     target_hostname: hostname,
   });
-  const { jobs } = await api("POST", `/agent/${hostname}/claim`, { limit: 1 });
+  const { jobs } = await api("POST", `/agent/${hostname}/claim`, { limit: 100 });
   const lease = jobs.find((job) => job.id === job_id)?.lease_token;
   assert.ok(lease, "the agent claimed the job");
   await api("POST", `/agent/${hostname}/job/${job_id}/event`, {
@@ -123,6 +124,33 @@ test("sign in, filter to failed, open the failed job, retry it to the agent, fol
   assert.equal(job.retry_of, failedId);
   assert.equal(job.target_hostname, hostname);
   assert.equal(job.attempt, 2);
+});
+
+test("bulk retry of the failed jobs: the dry run first, then a result per job", async () => {
+  const more = [await failedJob(), await failedJob()];
+  const { total_items } = await api("GET", "/job?status=failed&limit=1");
+  const expected = Math.min(total_items, 100);
+  await page.getByRole("link", { name: "Jobs", exact: true }).click();
+  await page.getByRole("button", { name: /^failed \d+$/ }).click();
+  await page.getByRole("button", { name: "Dry run" }).click();
+  await page
+    .getByRole("status")
+    .filter({ hasText: `Dry run: ${expected} of the oldest failed jobs` })
+    .waitFor();
+  assert.equal((await api("GET", "/job?status=failed&limit=1")).total_items, total_items);
+  await noAxeViolations("bulk retry dry run");
+
+  await page.getByRole("button", { name: `Retry ${expected} jobs` }).click();
+  await page
+    .getByRole("status")
+    .filter({ hasText: `Retried ${expected} jobs.` })
+    .waitFor();
+  for (const id of [failedId, ...more]) {
+    const item = page.locator(".results li", { hasText: id });
+    await item.waitFor();
+    const newId = await item.getByRole("link").nth(1).textContent();
+    assert.equal((await api("GET", `/job/${newId}`)).retry_of, id);
+  }
 });
 
 test("cancel and delete (confirmed, with If-Match) from the job page", async () => {
