@@ -1,4 +1,5 @@
 import { useEffect, useState } from "hono/jsx/dom";
+import { AgentsPage } from "./agents-page";
 import { session } from "./api";
 import { JobPage } from "./job-page";
 import { JobsPage } from "./jobs-page";
@@ -34,7 +35,12 @@ export function App() {
     <>
       <header>
         <nav aria-label="Console">
-          <a href="#/jobs">Jobs</a>
+          <a href="#/jobs" aria-current={route.page === "jobs" ? "page" : undefined}>
+            Jobs
+          </a>
+          <a href="#/agents" aria-current={route.page === "agents" ? "page" : undefined}>
+            Agents
+          </a>
         </nav>
         <KeyBadge />
         <button
@@ -47,7 +53,11 @@ export function App() {
           Sign out
         </button>
       </header>
-      <main>{route.page === "job" ? <JobPage id={route.id} /> : <JobsPage />}</main>
+      <main>
+        {route.page === "job" && <JobPage id={route.id} />}
+        {route.page === "agents" && <AgentsPage />}
+        {route.page === "jobs" && <JobsPage />}
+      </main>
     </>
   );
 }

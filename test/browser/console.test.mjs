@@ -153,6 +153,18 @@ test("bulk retry of the failed jobs: the dry run first, then a result per job", 
   }
 });
 
+test("the agents page lists the agent with its state and labels; labels are retry targets", async () => {
+  await page.getByRole("link", { name: "Agents", exact: true }).click();
+  const row = page.locator("tbody tr", { hasText: hostname });
+  await row.waitFor();
+  assert.match(await row.textContent(), /ready.*group:console\.test/);
+  await noAxeViolations("agents page");
+  await page.goto(`${BASE}/console/#/job/${failedId}`);
+  await page.locator("#retry-target option", { hasText: "group:console.test" }).waitFor({
+    state: "attached",
+  });
+});
+
 test("cancel and delete (confirmed, with If-Match) from the job page", async () => {
   const { job_id } = await api("POST", "/job", {
     operation: { type: "node.hostname.get" },
