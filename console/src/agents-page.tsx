@@ -1,12 +1,14 @@
 import { useEffect, useState } from "hono/jsx/dom";
 import { type AgentList, call, message } from "./api";
 import { when } from "./job-table";
+import { Pager, useCursor } from "./pager";
+import { TableHead } from "./table-head";
 
 export function AgentsPage() {
-  const [cursors, setCursors] = useState<string[]>([]);
+  const pages = useCursor();
   const [list, setList] = useState<AgentList | null>(null);
   const [error, setError] = useState("");
-  const cursor = cursors.at(-1);
+  const cursor = pages.cursor;
 
   useEffect(() => {
     const query = new URLSearchParams({ limit: "50" });
@@ -30,15 +32,7 @@ export function AgentsPage() {
       {list && list.items.length === 0 && <p>No agent is registered.</p>}
       {list && list.items.length > 0 && (
         <table>
-          <thead>
-            <tr>
-              <th scope="col">Hostname</th>
-              <th scope="col">State</th>
-              <th scope="col">Labels</th>
-              <th scope="col">Last seen</th>
-              <th scope="col">Owner key</th>
-            </tr>
-          </thead>
+          <TableHead columns={["Hostname", "State", "Labels", "Last seen", "Owner key"]} />
           <tbody>
             {list.items.map((agent) => (
               <tr>
@@ -58,20 +52,7 @@ export function AgentsPage() {
           </tbody>
         </table>
       )}
-      {list && (
-        <nav class="pages" aria-label="Pages">
-          <button type="button" disabled={!cursor} onClick={() => setCursors([])}>
-            First page
-          </button>
-          <button
-            type="button"
-            disabled={!list.next_cursor}
-            onClick={() => list.next_cursor && setCursors([...cursors, list.next_cursor])}
-          >
-            Next page
-          </button>
-        </nav>
-      )}
+      {list && <Pager pages={pages} nextCursor={list.next_cursor} />}
     </>
   );
 }

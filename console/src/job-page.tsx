@@ -3,6 +3,7 @@ import { call, type Job, message } from "./api";
 import { when } from "./job-table";
 import { RetryForm } from "./retry-form";
 import { jobHref } from "./route";
+import { TableHead } from "./table-head";
 
 export function JobPage({ id }: { id: string }) {
   const [job, setJob] = useState<Job | null>(null);
@@ -106,14 +107,7 @@ export function JobPage({ id }: { id: string }) {
             <p>No agent has taken it yet.</p>
           ) : (
             <table>
-              <thead>
-                <tr>
-                  <th scope="col">Agent</th>
-                  <th scope="col">State</th>
-                  <th scope="col">Duration</th>
-                  <th scope="col">Error</th>
-                </tr>
-              </thead>
+              <TableHead columns={["Agent", "State", "Duration", "Error"]} />
               <tbody>
                 {Object.entries(job.agent_states).map(([hostname, state]) => (
                   <tr>

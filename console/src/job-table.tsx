@@ -1,5 +1,6 @@
 import type { JobList } from "./api";
 import { jobHref } from "./route";
+import { TableHead } from "./table-head";
 
 export const when = (timestamp: string) => new Date(timestamp).toLocaleString();
 
@@ -8,16 +9,7 @@ export function JobTable({ jobs }: { jobs: JobList["items"] }) {
   return (
     <table>
       <caption class="visually-hidden">Jobs, newest first</caption>
-      <thead>
-        <tr>
-          <th scope="col">Id</th>
-          <th scope="col">Operation</th>
-          <th scope="col">Target</th>
-          <th scope="col">Status</th>
-          <th scope="col">Attempt</th>
-          <th scope="col">Created</th>
-        </tr>
-      </thead>
+      <TableHead columns={["Id", "Operation", "Target", "Status", "Attempt", "Created"]} />
       <tbody>
         {jobs.map((job) => (
           <tr>

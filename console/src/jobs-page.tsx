@@ -2,6 +2,7 @@ import { useEffect, useState } from "hono/jsx/dom";
 import { call, type JobList, message } from "./api";
 import { BulkRetry } from "./bulk-retry";
 import { JobTable } from "./job-table";
+import { Pager, useCursor } from "./pager";
 import { StatusChips } from "./status-chips";
 
 const PAGE_SIZE = 25;
@@ -9,12 +10,12 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function JobsPage() {
   const [status, setStatus] = useState<string | null>(null);
-  const [cursors, setCursors] = useState<string[]>([]);
+  const pages = useCursor();
   const [list, setList] = useState<JobList | null>(null);
   const [error, setError] = useState("");
   const [search, setSearch] = useState("");
   const [reloads, setReloads] = useState(0);
-  const cursor = cursors.at(-1);
+  const cursor = pages.cursor;
 
   useEffect(() => {
     const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
@@ -30,7 +31,7 @@ export function JobsPage() {
 
   const filter = (next: string | null) => {
     setStatus(next);
-    setCursors([]);
+    pages.first();
   };
   const find = (event: Event) => {
     event.preventDefault();
@@ -61,24 +62,14 @@ export function JobsPage() {
         <>
           <p aria-live="polite">Matching jobs: {list.total_items}</p>
           <JobTable jobs={list.items} />
-          {(status === "failed" || status === "partial_failure") && list.total_items > 0 && (
-            <BulkRetry status={status} onRetried={() => setReloads(reloads + 1)} />
-          )}
-          <nav class="pages" aria-label="Pages">
-            <button type="button" disabled={!cursor} onClick={() => setCursors([])}>
-              First page
-            </button>
+          <Pager pages={pages} nextCursor={list.next_cursor}>
             <button type="button" onClick={() => setReloads(reloads + 1)}>
               Refresh
             </button>
-            <button
-              type="button"
-              disabled={!list.next_cursor}
-              onClick={() => list.next_cursor && setCursors([...cursors, list.next_cursor])}
-            >
-              Next page
-            </button>
-          </nav>
+          </Pager>
+          {(status === "failed" || status === "partial_failure") && list.total_items > 0 && (
+            <BulkRetry status={status} onRetried={() => setReloads(reloads + 1)} />
+          )}
         </>
       )}
     </>

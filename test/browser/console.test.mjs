@@ -94,8 +94,9 @@ test("sign in, filter to failed, open the failed job, retry it to the agent, fol
   assert.equal(await page.evaluate(() => document.cookie), "");
   assert.equal(await page.evaluate(() => localStorage.length), 0);
 
+  const { total_items: failed } = await api("GET", "/job?status=failed&limit=1");
   await page.getByRole("button", { name: /^failed \d+$/ }).click();
-  await page.locator('.chip[aria-pressed="true"]', { hasText: "failed" }).waitFor();
+  await page.getByText(`Matching jobs: ${failed}`).waitFor();
   const row = page.locator("tbody tr", { hasText: failedId });
   await row.waitFor();
   assert.equal(await page.locator("tbody tr").filter({ hasNotText: "failed" }).count(), 0);
