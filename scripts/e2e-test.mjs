@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // End-to-end tests against a real `wrangler dev`: the OpenAPI document validated and linted, the
-// operator CLI, the reference agent's walkthrough, npm run retention, and Swagger UI in Debian's
-// Chromium. Starts and stops its own server; prints `N passed, N failed` last. E2E_PORT (default: a
-// free port) and E2E_STATE (default: a fresh temp folder).
+// operator CLI, the reference agent's walkthrough, npm run retention, Swagger UI and the console in
+// Debian's Chromium. Starts and stops its own server; prints `N passed, N failed` last. E2E_PORT
+// (default: a free port) and E2E_STATE (default: a fresh temp folder). Arguments: only these files.
 import { existsSync } from "node:fs";
 import { run } from "node:test";
 import { spec } from "node:test/reporters";
@@ -17,7 +17,10 @@ const files = [
   "test/e2e/retention.test.mjs",
   "test/e2e/docs-blocks.test.mjs",
   "test/browser/swagger-ui.test.mjs",
-].map((file) => fileURLToPath(new URL(`../${file}`, import.meta.url)));
+  "test/browser/console.test.mjs",
+]
+  .filter((file) => process.argv.length <= 2 || process.argv.slice(2).includes(file))
+  .map((file) => fileURLToPath(new URL(`../${file}`, import.meta.url)));
 
 const chromium = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 if (!existsSync(chromium)) {

@@ -1,0 +1,28 @@
+import { useTargets } from "./targets";
+
+type Props = {
+  id: string;
+  label: string;
+  value: string;
+  extra?: string;
+  onChange: (target: string) => void;
+};
+
+export function TargetSelect({ id, label, value, extra, onChange }: Props) {
+  const targets = useTargets(...(extra ? [extra] : []));
+  return (
+    <>
+      <label for={id}>{label}</label>
+      <select
+        id={id}
+        onChange={(event: Event) => onChange((event.target as HTMLSelectElement).value)}
+      >
+        {targets.map((name) => (
+          <option value={name} selected={name === value}>
+            {name}
+          </option>
+        ))}
+      </select>
+    </>
+  );
+}

@@ -1,0 +1,194 @@
+// The operator console at /console, driven in Debian's Chromium: sign in, filter to failed, open a
+// job, retry it to an agent, follow the lineage to the new job, bulk retry with its dry run, cancel
+// and delete, a 401 back to sign-in; axe-core finds no violation on any page. SCREENSHOTS_DIR
+// (npm run screenshots: docs) takes the pictures.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { ADMIN, api, BASE } from "../e2e/helpers.mjs";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+const shots =
+  process.env.SCREENSHOTS_DIR ?? fileURLToPath(new URL("../../test-results/", import.meta.url));
+const hostname = `console-${randomUUID().slice(0, 8)}`;
+
+let browser;
+let page;
+let failedId;
+const pageErrors = [];
+
+/** A job for `hostname` that the agent claimed and reported failed. */
+async function failedJob() {
+  const { job_id } = await api("POST", "/job", {
+    operation: { type: "service.restart", data: { unit: "nginx" } },
+    target_hostname: hostname,
+  });
+  const { jobs } = await api("POST", `/agent/${hostname}/claim`, { limit: 100 });
+  const lease = jobs.find((job) => job.id === job_id)?.lease_token;
+  assert.ok(lease, "the agent claimed the job");
+  await api("POST", `/agent/${hostname}/job/${job_id}/event`, {
+    event: "failed",
+    lease_token: lease,
+    error: "unit nginx.service not found",
+  });
+  return job_id;
+}
+
+async function noAxeViolations(what) {
+  await page.addScriptTag({ path: AXE });
+  const violations = await page.evaluate(async () => {
+    const { violations } = await window.axe.run(document);
+    return violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+  });
+  assert.deepEqual(violations, [], `axe on ${what}`);
+}
+
+async function screenshot(name) {
+  mkdirSync(shots, { recursive: true });
+  await page.screenshot({ path: join(shots, name) });
+}
+
+before(async () => {
+  assert.ok(BASE && ADMIN, "run through scripts/e2e-test.mjs (E2E_URL, E2E_ADMIN_KEY)");
+  await api("PUT", `/agent/${hostname}`, { labels: { group: "console.test" } });
+  failedId = await failedJob();
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"],
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  page = await context.newPage();
+  page.on("pageerror", (error) => pageErrors.push(error.message));
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+test("/console is served without a key and asks for one", async () => {
+  const response = await page.goto(`${BASE}/console`);
+  assert.equal(response?.status(), 200);
+  assert.equal(await page.title(), "Job console");
+  await page.getByLabel("API key").waitFor();
+  await noAxeViolations("sign-in");
+});
+
+test("a wrong key is refused in plain words and nothing is kept", async () => {
+  await page.getByLabel("API key").fill("jobs_wrongwrongwron_notakey");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("alert").filter({ hasText: "invalid API key" }).waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+});
+
+test("sign in, filter to failed, open the failed job, retry it to the agent, follow the lineage", async () => {
+  await page.getByLabel("API key").fill(ADMIN);
+  await page.keyboard.press("Enter");
+  await page.getByText("Signed in as e2e-admin (admin)").waitFor();
+  assert.equal(await page.evaluate(() => document.cookie), "");
+  assert.equal(await page.evaluate(() => localStorage.length), 0);
+
+  const { total_items: failed } = await api("GET", "/job?status=failed&limit=1");
+  await page.getByRole("button", { name: /^failed \d+$/ }).click();
+  await page.getByText(`Matching jobs: ${failed}`).waitFor();
+  const row = page.locator("tbody tr", { hasText: failedId });
+  await row.waitFor();
+  assert.equal(await page.locator("tbody tr").filter({ hasNotText: "failed" }).count(), 0);
+  await noAxeViolations("jobs table");
+  await screenshot("console-jobs.png");
+
+  await row.getByRole("link", { name: failedId }).click();
+  await page.getByRole("heading", { name: `Job ${failedId}` }).waitFor();
+  await page.getByText("unit nginx.service not found").first().waitFor();
+  assert.match(await page.locator("pre.json").textContent(), /"unit": "nginx"/);
+
+  await page.getByLabel("Retry on").selectOption(hostname);
+  await page.getByRole("button", { name: "Retry", exact: true }).click();
+  const link = page.getByRole("status").getByRole("link");
+  await link.waitFor();
+  const newId = await link.textContent();
+  assert.notEqual(newId, failedId);
+  await page.getByRole("link", { name: `retried as ${newId} →` }).waitFor();
+  await noAxeViolations("job page");
+  await screenshot("console-job.png");
+
+  await link.click();
+  await page.getByRole("heading", { name: `Job ${newId}` }).waitFor();
+  await page.getByRole("link", { name: `← retry of ${failedId}` }).waitFor();
+  const job = await api("GET", `/job/${newId}`);
+  assert.equal(job.retry_of, failedId);
+  assert.equal(job.target_hostname, hostname);
+  assert.equal(job.attempt, 2);
+});
+
+test("bulk retry of the failed jobs: the dry run first, then a result per job", async () => {
+  const more = [await failedJob(), await failedJob()];
+  const { total_items } = await api("GET", "/job?status=failed&limit=1");
+  const expected = Math.min(total_items, 100);
+  await page.getByRole("link", { name: "Jobs", exact: true }).click();
+  await page.getByRole("button", { name: /^failed \d+$/ }).click();
+  await page.getByRole("button", { name: "Dry run" }).click();
+  await page
+    .getByRole("status")
+    .filter({ hasText: `Dry run: ${expected} of the oldest failed jobs` })
+    .waitFor();
+  assert.equal((await api("GET", "/job?status=failed&limit=1")).total_items, total_items);
+  await noAxeViolations("bulk retry dry run");
+
+  await page.getByRole("button", { name: `Retry ${expected} jobs` }).click();
+  await page
+    .getByRole("status")
+    .filter({ hasText: `Retried ${expected} jobs.` })
+    .waitFor();
+  for (const id of [failedId, ...more]) {
+    const item = page.locator(".results li", { hasText: id });
+    await item.waitFor();
+    const newId = await item.getByRole("link").nth(1).textContent();
+    assert.equal((await api("GET", `/job/${newId}`)).retry_of, id);
+  }
+});
+
+test("the agents page lists the agent with its state and labels; labels are retry targets", async () => {
+  await page.getByRole("link", { name: "Agents", exact: true }).click();
+  const row = page.locator("tbody tr", { hasText: hostname });
+  await row.waitFor();
+  assert.match(await row.textContent(), /ready.*group:console\.test/);
+  await noAxeViolations("agents page");
+  await page.goto(`${BASE}/console/#/job/${failedId}`);
+  await page.locator("#retry-target option", { hasText: "group:console.test" }).waitFor({
+    state: "attached",
+  });
+});
+
+test("cancel and delete (confirmed, with If-Match) from the job page", async () => {
+  const { job_id } = await api("POST", "/job", {
+    operation: { type: "node.hostname.get" },
+    target_hostname: hostname,
+  });
+  await page.goto(`${BASE}/console/#/job/${job_id}`);
+  await page.getByRole("button", { name: "Cancel job" }).click();
+  await page.getByRole("status").filter({ hasText: "Cancelled." }).waitFor();
+  await page.locator(".status-cancelled").first().waitFor();
+  page.once("dialog", (dialog) => dialog.accept());
+  await page.getByRole("button", { name: "Delete job" }).click();
+  await page.getByRole("heading", { name: "Jobs" }).waitFor();
+  const response = await fetch(`${BASE}/job/${job_id}`, {
+    headers: { Authorization: `Bearer ${ADMIN}` },
+  });
+  assert.equal(response.status, 404);
+});
+
+test("a key that stops working (401) returns to sign-in with the reason", async () => {
+  await page.evaluate(() => sessionStorage.setItem("jobs-console-key", "jobs_revokedrevoked_x"));
+  await page.reload();
+  await page.getByLabel("API key").waitFor();
+  await page.getByRole("alert").filter({ hasText: "invalid API key" }).waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+  assert.deepEqual(pageErrors, []);
+});
