@@ -417,6 +417,7 @@ describe("webhooks: the consumer", () => {
       url: "https://receiver.test/test",
       events: ["job.completed"],
     });
+    await expectError(await call("POST", `/webhooks/wh_${"0".repeat(32)}/test`), 404);
     const queued = await call("POST", `/webhooks/${hook.id}/test`);
     expect(queued.status).toBe(202);
     const r = await until(() => received.find((x) => x.body.includes(hook.id)));

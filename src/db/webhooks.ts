@@ -150,18 +150,22 @@ export type NewDelivery = {
   payload: string;
 };
 
-/** The deliveries to make, once each: ids are derived from what they deliver. */
-export async function insertDeliveries(db: Db, rows: NewDelivery[], now: string): Promise<void> {
-  if (rows.length === 0) return;
-  await db
+/**
+ * The deliveries to make, once each (ids are derived from what they deliver), for webhooks that
+ * still exist. Returns how many were stored.
+ */
+export async function insertDeliveries(db: Db, rows: NewDelivery[], now: string): Promise<number> {
+  if (rows.length === 0) return 0;
+  const result = await db
     .prepare(
       `INSERT OR IGNORE INTO webhook_deliveries (id, webhook_id, event_type, job_id, payload, created_at, updated_at)
        SELECT json_extract(value, '$.id'), json_extract(value, '$.webhook_id'), json_extract(value, '$.event_type'),
          json_extract(value, '$.job_id'), json_extract(value, '$.payload'), ?2, ?2
-       FROM json_each(?1)`,
+       FROM json_each(?1) WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = json_extract(value, '$.webhook_id'))`,
     )
     .bind(JSON.stringify(rows), now)
     .run();
+  return result.meta.changes;
 }
 
 type DeliveryRow = Omit<Delivery, "payload"> & { payload: string };

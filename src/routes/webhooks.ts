@@ -194,11 +194,9 @@ export const webhooks = createRouter()
   })
   .openapi(testWebhookRoute, async (c) => {
     const { id } = c.req.valid("param");
-    const hooks = await listWebhooks(c.var.db);
-    if (!hooks.some((h) => h.id === id)) throw notFound(id);
     const now = new Date().toISOString();
     const delivery = `msg_${hex(16)}`;
-    await insertDeliveries(
+    const stored = await insertDeliveries(
       c.var.db,
       [
         {
@@ -211,6 +209,7 @@ export const webhooks = createRouter()
       ],
       now,
     );
+    if (stored === 0) throw notFound(id);
     await enqueue(c.env, { kind: "deliver", id: delivery });
     return c.json({ delivery_id: delivery, status: "pending" as const }, 202);
   })
