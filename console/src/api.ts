@@ -52,10 +52,15 @@ async function describe(response: Response): Promise<string> {
 type Call = { method?: string; body?: unknown; headers?: Record<string, string> };
 type Answer<T> = { status: number; body: T; etag: string | null };
 
-/** Calls the API with the signed-in key; a 401 signs out and is thrown for the page to show. */
+/**
+ * Calls the API with the signed-in key; a 401 signs out and is thrown for the page to show.
+ * A 304 (the caller sent `If-None-Match`) is an answer with a null body: nothing changed.
+ */
 export async function call<T>(path: string, { method = "GET", body, headers }: Call = {}) {
   const response = await fetch(path, {
     method,
+    // The page asks for its own revalidation (If-None-Match); the browser's cache stays out of it.
+    cache: "no-store",
     headers: {
       Authorization: `Bearer ${session.key() ?? ""}`,
       ...(body === undefined ? {} : { "Content-Type": "application/json" }),
@@ -63,6 +68,8 @@ export async function call<T>(path: string, { method = "GET", body, headers }: C
     },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
+  if (response.status === 304)
+    return { status: 304, body: null as T, etag: response.headers.get("ETag") } satisfies Answer<T>;
   if (!response.ok) {
     const message = await describe(response);
     if (response.status === 401) {
