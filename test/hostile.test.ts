@@ -807,3 +807,20 @@ describe("an operation with a __proto__ key", () => {
     });
   });
 });
+
+describe("an agent's label named __proto__", () => {
+  it("is stored and matched like any other label key", async () => {
+    const host = "proto-labels-01";
+    const registered = await direct("PUT", `/agent/${host}`, {
+      rawBody: '{"labels":{"__proto__":"web.dev","group":"db"}}',
+      headers: JSON_TYPE,
+    });
+    expect(registered.status, await registered.clone().text()).toBe(200);
+    const agent = JSON.parse(await registered.text()) as { labels: object };
+    expect(Object.getOwnPropertyDescriptor(agent.labels, "__proto__")?.value).toBe("web.dev");
+    const { job_id } = await createJob({ type: "proto.labels" }, "__proto__:web");
+    const claimed = await direct("POST", `/agent/${host}/claim`, { body: { limit: 10 } });
+    const { jobs } = ClaimResultSchema.parse(await claimed.json());
+    expect(jobs.map((job) => job.id)).toContain(job_id);
+  });
+});

@@ -1,4 +1,4 @@
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import type { AppEnv } from "../app";
 import { ApiError } from "./errors";
 
@@ -27,3 +27,12 @@ export const utf8Body: MiddlewareHandler<AppEnv> = async (c, next) => {
   }
   return next();
 };
+
+/**
+ * The JSON body as sent, once the route's schema accepted it: what is stored comes from here, since
+ * Zod's object parsing makes a `__proto__` key the parsed object's prototype (and so drops it).
+ */
+export async function sentBody(c: Context<AppEnv>): Promise<Record<string, unknown>> {
+  const body: unknown = await c.req.json().catch(() => ({}));
+  return typeof body === "object" && body !== null ? (body as Record<string, unknown>) : {};
+}

@@ -23,6 +23,7 @@ import { agentTtlSeconds, maxDeliveries } from "../domain/agent-settings";
 import { hostnameAllowed } from "../domain/target";
 import { ApiError } from "../middleware/errors";
 import { noteWrite } from "../middleware/logging";
+import { sentBody } from "../middleware/utf8-body";
 import {
   AgentEventBodySchema,
   AgentEventResultSchema,
@@ -294,7 +295,8 @@ export const extendLeaseRoute = createRoute({
 export const agents = createRouter()
   .openapi(registerAgent, async (c) => {
     const { hostname } = c.req.valid("param");
-    const { labels } = c.req.valid("json");
+    const { labels: valid } = c.req.valid("json");
+    const labels = valid && ((await sentBody(c)).labels as typeof valid);
     const owner = actingAs(c, hostname);
     const row = await upsertAgent(c.var.db, {
       hostname,

@@ -30,6 +30,7 @@ import { idempotencyOf, replayOf } from "../middleware/idempotency";
 import { noteWrite } from "../middleware/logging";
 import { etagOf, ifMatchRevisions, noneMatchHits } from "../middleware/preconditions";
 import { chargeWrites } from "../middleware/rate-limit";
+import { sentBody } from "../middleware/utf8-body";
 import { errorResponses } from "../schemas/error";
 import {
   BulkCancelBodySchema,
@@ -149,15 +150,6 @@ async function refusal(
   }
   if (target !== undefined && targetsAnAgent(target)) return targetNotFound(target);
   return preconditionFailed(id, revision);
-}
-
-/**
- * The JSON body as sent, once the route's schema accepted it: what is stored comes from here, since
- * Zod's object parsing makes a `__proto__` key the parsed object's prototype (and so drops it).
- */
-async function sent(c: Context<AppEnv>): Promise<Record<string, unknown>> {
-  const body: unknown = await c.req.json().catch(() => ({}));
-  return typeof body === "object" && body !== null ? (body as Record<string, unknown>) : {};
 }
 
 /** Announce a new job to waiting agents now, unless it is not due yet (the waiters' feed will). */
@@ -355,7 +347,7 @@ export const jobs = createRouter()
     const notBefore = scheduledTime(body, now);
     const result = await insertJob(c.var.db, {
       id: crypto.randomUUID(),
-      operation: (await sent(c)).operation as Operation,
+      operation: (await sentBody(c)).operation as Operation,
       target,
       now: now.toISOString(),
       retryPolicy: body.retry_policy ?? null,
@@ -525,7 +517,7 @@ export const jobs = createRouter()
     const ifMatch = ifMatchRevisions(c.req.header("If-Match"));
     const now = new Date();
     const notBefore = scheduledTime(body, now);
-    const raw = await sent(c);
+    const raw = await sentBody(c);
     const change: OperationChange = body.operation
       ? { operation: raw.operation as Operation }
       : body.operation_patch
