@@ -658,8 +658,11 @@ export async function oldestJobIds(db: Db, status: JobStatus, limit: number): Pr
   return results.map((r) => r.id);
 }
 
-/** What the error path of a single cancel needs: the job's revision, status and whether asked. */
-export async function findCancelState(
+/**
+ * What an error path needs to say why a write's guard refused it: the job's revision (404 or 412),
+ * status and whether a cancel was asked; null when there is no such job.
+ */
+export async function findJobState(
   db: Db,
   id: string,
 ): Promise<{ revision: number; status: JobStatus; cancel_requested: number } | null> {
@@ -667,15 +670,6 @@ export async function findCancelState(
     .prepare("SELECT revision, status, cancel_requested FROM jobs WHERE id = ?1")
     .bind(id)
     .first();
-}
-
-/** The job's current revision, or null when there is no such job: tells 404 from 412. */
-export async function findJobRevision(db: Db, id: string): Promise<number | null> {
-  const row = await db
-    .prepare("SELECT revision FROM jobs WHERE id = ?1")
-    .bind(id)
-    .first<{ revision: number }>();
-  return row?.revision ?? null;
 }
 
 /** One batch: the job and its events go, the counters follow; false when the guard refused it. */

@@ -9,9 +9,8 @@ import {
   type CancelBody,
   cancelJobs,
   deleteJob,
-  findCancelState,
   findJob,
-  findJobRevision,
+  findJobState,
   insertJob,
   listJobs,
   type OperationChange,
@@ -118,9 +117,9 @@ function preconditionFailed(id: string, revision: number) {
 /** RFC 9110 §13.1.2: a write with If-None-Match matching the job (`*`: any job) is refused. */
 async function checkNoneMatch(db: Db, id: string, header: string | undefined): Promise<void> {
   if (header === undefined) return;
-  const revision = await findJobRevision(db, id);
-  if (revision === null) throw notFound(id);
-  if (noneMatchHits(header, revision)) throw preconditionFailed(id, revision);
+  const state = await findJobState(db, id);
+  if (state === null) throw notFound(id);
+  if (noneMatchHits(header, state.revision)) throw preconditionFailed(id, state.revision);
 }
 
 /**
@@ -134,9 +133,9 @@ async function refusal(
   target?: string,
   change?: OperationChange,
 ): Promise<ApiError> {
-  const revision = await findJobRevision(db, id);
-  if (revision === null) return notFound(id);
-  if (ifMatch && !ifMatch.includes(revision)) return preconditionFailed(id, revision);
+  const state = await findJobState(db, id);
+  if (state === null) return notFound(id);
+  if (ifMatch && !ifMatch.includes(state.revision)) return preconditionFailed(id, state.revision);
   if (change && "patch" in change) {
     const parsed = OperationSchema.safeParse(await patchedOperation(db, id, change.patch));
     if (!parsed.success)
@@ -149,7 +148,7 @@ async function refusal(
       );
   }
   if (target !== undefined && targetsAnAgent(target)) return targetNotFound(target);
-  return preconditionFailed(id, revision);
+  return preconditionFailed(id, state.revision);
 }
 
 /** Announce a new job to waiting agents now, unless it is not due yet (the waiters' feed will). */
@@ -468,7 +467,7 @@ export const jobs = createRouter()
             202,
           );
     }
-    const state = await findCancelState(c.var.db, id);
+    const state = await findJobState(c.var.db, id);
     if (state === null) throw notFound(id);
     if (ifMatch && !ifMatch.includes(state.revision)) throw preconditionFailed(id, state.revision);
     if (state.cancel_requested === 1 && state.status === "processing")
