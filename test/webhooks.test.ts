@@ -1,6 +1,14 @@
-import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import {
+  createExecutionContext,
+  createMessageBatch,
+  getQueueResult,
+  runDurableObjectAlarm,
+  runInDurableObject,
+  waitOnExecutionContext,
+} from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { type ClaimWaiters, claimWaiters } from "../src/background/wakeups";
 import {
   backoffSeconds,
   MAX_ATTEMPTS,
@@ -15,7 +23,7 @@ import {
   WebhookSecretSchema,
 } from "../src/schemas/webhook";
 import { claim, host, register, reportOk } from "./agents-helpers";
-import { call, createKey, expectError, parse } from "./helpers";
+import { buildRequest, call, createKey, expectError, parse } from "./helpers";
 
 type Received = { url: string; headers: Headers; body: string };
 
@@ -239,6 +247,58 @@ describe("webhooks: delivery", () => {
     await until(() =>
       received.find((r) => r.url === "https://receiver.test/fresh" && r.body.includes(job_id)),
     );
+  }, 30_000);
+
+  it("delivers a write whose announcement was lost, from the fleet object's sweep of the events", async () => {
+    const received = receiver();
+    const agent = host("swept");
+    await register(agent);
+    const hook = await createWebhook({
+      url: "https://receiver.test/swept",
+      events: ["job.created"],
+    });
+    const fleet = claimWaiters(env);
+    const alarm = await runInDurableObject(fleet, (_: ClaimWaiters, state) =>
+      state.storage.getAlarm(),
+    );
+    expect(alarm, "a sweep is scheduled while a webhook exists").not.toBeNull();
+    // The write commits, but every call it makes to the fleet object is lost.
+    const lost = {
+      idFromName: (name: string) => env.CLAIM_WAITERS.idFromName(name),
+      get: () => new Proxy({}, { get: () => () => Promise.reject(new Error("call lost")) }),
+    } as unknown as typeof env.CLAIM_WAITERS;
+    const ctx = createExecutionContext();
+    const request = await buildRequest("POST", "/job", {
+      body: { operation: { type: "swept" }, target_hostname: agent },
+    });
+    const created = await worker.fetch(request, { ...env, CLAIM_WAITERS: lost }, ctx);
+    await waitOnExecutionContext(ctx);
+    expect(created.status).toBe(201);
+    const { job_id } = (await created.json()) as { job_id: string };
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(
+      received.some((r) => r.body.includes(job_id)),
+      "nobody was told",
+    ).toBe(false);
+    // The sweep (the object's alarm, here run as if its grace period had passed) finds the change.
+    const sweep = () =>
+      runInDurableObject(fleet, (object: ClaimWaiters) => object.sweep(Date.now() + 60_000));
+    expect(await sweep()).toBeGreaterThanOrEqual(1);
+    const delivered = await until(() =>
+      received.find((r) => r.url === "https://receiver.test/swept" && r.body.includes(job_id)),
+    );
+    expect(JSON.parse(delivered.body)).toMatchObject({ type: "job.created", data: { job_id } });
+    expect(await verify(hook.secret, delivered)).toBe(true);
+    expect(await sweep(), "the sweep moved past what it enqueued").toBe(0);
+    // The alarm sweeps and comes back while a webhook exists; with none left it stops.
+    const nextAlarm = () =>
+      runInDurableObject(fleet, (_: ClaimWaiters, state) => state.storage.getAlarm());
+    expect(await runDurableObjectAlarm(fleet)).toBe(true);
+    expect(await nextAlarm()).not.toBeNull();
+    for (const each of (await parse(await call("GET", "/webhooks"), WebhookListSchema)).items)
+      await call("DELETE", `/webhooks/${each.id}`);
+    expect(await runDurableObjectAlarm(fleet)).toBe(true);
+    expect(await nextAlarm()).toBeNull();
   }, 30_000);
 
   it("does not hold up writes while a receiver never answers", async () => {

@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import { type FeedPosition, readFeed, touchAgents } from "../db/agents";
-import { anyWebhooks } from "../db/webhooks";
+import { anyWebhooks, eventsAfter, type FeedEvent, lastEventSeq } from "../db/webhooks";
 import { agentTtlSeconds } from "../domain/agent-settings";
 import { concerns } from "../domain/target";
 
@@ -52,6 +52,17 @@ const KEPT = 1024;
 const FEED_MS = 1000;
 /** How long the object trusts what it knows of whether any webhook exists. */
 const WEBHOOKS_RECHECK_MS = 60_000;
+/** How often, while any webhook exists, the object sweeps the events for changes nobody enqueued. */
+const SWEEP_MS = 30_000;
+/** Events younger than this are left to the writers' announcements for one more sweep. */
+const SWEEP_GRACE_MS = 10_000;
+/** Events one read of the sweep takes, and how many such reads one sweep makes at most. */
+const SWEEP_PAGE = 1000;
+const SWEEP_PAGES = 10;
+/** The object's storage key for the sweep's position: the seq of the last event it covered. */
+const SWEPT = "webhooks-swept-seq";
+/** A queue's sendBatch takes at most this many messages. */
+const SEND_BATCH = 100;
 /** An idle agent is sent to D1 at least this often, whatever the object believes. */
 const VOUCH_MAX_MS = 300_000;
 
@@ -154,17 +165,22 @@ export class ClaimWaiters extends DurableObject<Env> {
   /**
    * Jobs got new events: wakes their watchers and, while any webhook exists, enqueues the change
    * for the webhook consumer (src/background/webhooks.ts). Returns how many listen now: watchers, and one
-   * for the webhooks (0: writers may rest).
+   * for the webhooks (0: writers may rest). A change that fails to enqueue here (or whose
+   * announcement never arrives) is enqueued by the sweep.
    */
   async jobsChanged(changes: JobChange[]): Promise<number> {
     const hooks = await this.webhooksExist();
-    if (hooks) await this.enqueueChanges(changes);
+    if (hooks) {
+      await this.enqueueChanges(changes).catch(() => {});
+      await this.scheduleSweep().catch(() => {});
+    }
     return this.noteChanges(changes) + (hooks ? 1 : 0);
   }
 
-  /** A webhook was created or deleted: look again whether any exists. */
-  webhooksChanged(): void {
+  /** A webhook was created or deleted: look again whether any exists, and sweep while any does. */
+  async webhooksChanged(): Promise<void> {
     this.webhooksKnown = undefined;
+    if (await this.webhooksExist()) await this.scheduleSweep();
   }
 
   private webhooksKnown: { exists: boolean; at: number } | undefined;
@@ -176,15 +192,92 @@ export class ClaimWaiters extends DurableObject<Env> {
     return this.webhooksKnown.exists;
   }
 
+  /** Revisions whose changes were enqueued as announced and the sweep has not passed yet. */
+  private readonly enqueued = new Set<number>();
+  private sweepScheduled = false;
+
   private async enqueueChanges(changes: JobChange[]): Promise<void> {
-    const byRevision = new Map<number, string[]>();
+    const byRevision = new Map<number, Set<string>>();
     for (const { job, revision } of changes)
       if (revision < Number.MAX_SAFE_INTEGER)
-        byRevision.set(revision, [...(byRevision.get(revision) ?? []), job]);
-    if (byRevision.size === 0) return;
-    await this.env.WEBHOOK_QUEUE.sendBatch(
-      [...byRevision].map(([revision, jobs]) => ({ body: { kind: "changes", revision, jobs } })),
-    );
+        byRevision.set(revision, (byRevision.get(revision) ?? new Set()).add(job));
+    const messages = [...byRevision].map(([revision, jobs]) => ({
+      body: { kind: "changes" as const, revision, jobs: [...jobs] },
+    }));
+    for (let i = 0; i < messages.length; i += SEND_BATCH)
+      await this.env.WEBHOOK_QUEUE.sendBatch(messages.slice(i, i + SEND_BATCH));
+    for (const revision of byRevision.keys()) this.enqueued.add(revision);
+  }
+
+  /**
+   * The sweep starts where the events stand when the first webhook appears (it delivers what
+   * happens from then on, not history), and runs on the object's alarm while any webhook exists.
+   */
+  private async scheduleSweep(inMs = SWEEP_MS): Promise<void> {
+    if (this.sweepScheduled) return;
+    const storage = this.ctx.storage;
+    if ((await storage.get<number>(SWEPT)) === undefined)
+      await storage.put(SWEPT, await lastEventSeq(this.env.DB));
+    if ((await storage.getAlarm()) === null) await storage.setAlarm(Date.now() + inMs);
+    this.sweepScheduled = true;
+  }
+
+  async alarm(): Promise<void> {
+    this.sweepScheduled = false;
+    this.webhooksKnown = undefined;
+    if (!(await this.webhooksExist())) {
+      await this.ctx.storage.delete(SWEPT);
+      this.enqueued.clear();
+      return;
+    }
+    this.sweepBehind = false;
+    await this.sweep(Date.now());
+    await this.scheduleSweep(this.sweepBehind ? 1000 : SWEEP_MS);
+  }
+
+  /**
+   * Nothing a write changed is lost to the webhooks when its announcement is (a failed call, an
+   * isolate gone, a failed send): the sweep reads the events committed since its position, in
+   * commit order, and enqueues each revision not enqueued as announced. Events younger than
+   * SWEEP_GRACE_MS wait for the next sweep, so announcements on their way are not doubled; a
+   * change enqueued twice (the object restarted) makes no second delivery, since a delivery's id
+   * is derived from what it delivers. Returns how many revisions it enqueued.
+   */
+  async sweep(now: number): Promise<number> {
+    let revisions = 0;
+    for (let page = 0; page < SWEEP_PAGES; page++) {
+      const swept = await this.sweepPage(now);
+      revisions += swept.revisions;
+      if (!swept.more) return revisions;
+    }
+    this.sweepBehind = true;
+    return revisions;
+  }
+
+  /** More than SWEEP_PAGES pages were waiting at the last sweep: the next comes at once. */
+  private sweepBehind = false;
+
+  private async sweepPage(now: number): Promise<{ revisions: number; more: boolean }> {
+    const from = (await this.ctx.storage.get<number>(SWEPT)) ?? (await lastEventSeq(this.env.DB));
+    const events = await eventsAfter(this.env.DB, from, SWEEP_PAGE);
+    const ripe: FeedEvent[] = [];
+    for (const event of events) {
+      if (Date.parse(event.created_at) > now - SWEEP_GRACE_MS) break;
+      ripe.push(event);
+    }
+    const last = ripe.at(-1);
+    if (last === undefined) return { revisions: 0, more: false };
+    const missed = ripe
+      .filter((event) => !this.enqueued.has(event.revision))
+      .map((event) => ({ job: event.job_id, revision: event.revision }));
+    await this.enqueueChanges(missed);
+    await this.ctx.storage.put(SWEPT, last.seq);
+    for (const revision of this.enqueued)
+      if (revision <= last.revision) this.enqueued.delete(revision);
+    return {
+      revisions: new Set(missed.map((change) => change.revision)).size,
+      more: ripe.length === SWEEP_PAGE,
+    };
   }
 
   private noteChanges(changes: JobChange[]): number {

@@ -59,6 +59,28 @@ export async function anyWebhooks(db: Db): Promise<boolean> {
   return row?.any === 1;
 }
 
+/** An event in commit order, for the sweep that finds changes the webhooks were not told of. */
+export type FeedEvent = { seq: number; job_id: string; revision: number; created_at: string };
+
+/** Events after `seq` in commit order (seq is the events' rowid: no index needed), a page at a time. */
+export async function eventsAfter(db: Db, seq: number, limit: number): Promise<FeedEvent[]> {
+  const { results } = await db
+    .prepare(
+      "SELECT seq, job_id, revision, created_at FROM job_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )
+    .bind(seq, limit)
+    .all<FeedEvent>();
+  return results;
+}
+
+/** The newest event's seq: where a sweep starts that is to see only what happens from now on. */
+export async function lastEventSeq(db: Db): Promise<number> {
+  const row = await db
+    .prepare("SELECT COALESCE(MAX(seq), 0) AS seq FROM job_events")
+    .first<{ seq: number }>();
+  return row?.seq ?? 0;
+}
+
 /** One batch: the webhook and its deliveries go. False when there was no such webhook. */
 export async function deleteWebhook(db: Db, id: string): Promise<boolean> {
   const [, deleted] = await db.batch([
