@@ -17,6 +17,8 @@ const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 const shots =
   process.env.SCREENSHOTS_DIR ?? fileURLToPath(new URL("../../test-results/", import.meta.url));
 const hostname = `console-${randomUUID().slice(0, 8)}`;
+/** Another agent, on another host: where the failed job is retried. */
+const other = `console-other-${randomUUID().slice(0, 8)}`;
 
 let browser;
 let page;
@@ -57,6 +59,7 @@ async function screenshot(name) {
 before(async () => {
   assert.ok(BASE && ADMIN, "run through scripts/e2e-test.mjs (E2E_URL, E2E_ADMIN_KEY)");
   await api("PUT", `/agent/${hostname}`, { labels: { group: "console.test" } });
+  await api("PUT", `/agent/${other}`, { labels: { group: "console.other" } });
   failedId = await failedJob();
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -87,7 +90,7 @@ test("a wrong key is refused in plain words and nothing is kept", async () => {
   assert.equal(await page.evaluate(() => sessionStorage.length), 0);
 });
 
-test("sign in, filter to failed, open the failed job, retry it to the agent, follow the lineage", async () => {
+test("sign in, filter to failed, open the failed job, retry it on another agent, follow the lineage", async () => {
   await page.getByLabel("API key").fill(ADMIN);
   await page.keyboard.press("Enter");
   await page.getByText("Signed in as e2e-admin (admin)").waitFor();
@@ -108,7 +111,7 @@ test("sign in, filter to failed, open the failed job, retry it to the agent, fol
   await page.getByText("unit nginx.service not found").first().waitFor();
   assert.match(await page.locator("pre.json").textContent(), /"unit": "nginx"/);
 
-  await page.getByLabel("Retry on").selectOption(hostname);
+  await page.getByLabel("Retry on").selectOption(other);
   await page.getByRole("button", { name: "Retry", exact: true }).click();
   const link = page.getByRole("status").getByRole("link");
   await link.waitFor();
@@ -123,7 +126,7 @@ test("sign in, filter to failed, open the failed job, retry it to the agent, fol
   await page.getByRole("link", { name: `← retry of ${failedId}` }).waitFor();
   const job = await api("GET", `/job/${newId}`);
   assert.equal(job.retry_of, failedId);
-  assert.equal(job.target_hostname, hostname);
+  assert.equal(job.target_hostname, other);
   assert.equal(job.attempt, 2);
 });
 
