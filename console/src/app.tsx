@@ -4,6 +4,7 @@ import { session } from "./api";
 import { JobPage } from "./job-page";
 import { JobsPage } from "./jobs-page";
 import { KeyBadge } from "./key-badge";
+import { KeysPage } from "./keys-page";
 import { Needs, OwnKey, useCan, useOwnKeyQuery } from "./own-key";
 import { type Route, useRoute } from "./route";
 import { SignIn } from "./sign-in";
@@ -19,6 +20,11 @@ function Nav({ route }: { route: Route }) {
       {can("agent:read") && (
         <a href="#/agents" aria-current={current("agents")}>
           Agents
+        </a>
+      )}
+      {can("admin") && (
+        <a href="#/keys" aria-current={current("keys")}>
+          Keys
         </a>
       )}
     </nav>
@@ -70,6 +76,11 @@ export function App() {
         {route.page === "agents" && (
           <Needs scope="agent:read">
             <AgentsPage />
+          </Needs>
+        )}
+        {route.page === "keys" && (
+          <Needs scope="admin">
+            <KeysPage />
           </Needs>
         )}
         {route.page === "jobs" && <JobsPage />}
