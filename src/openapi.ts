@@ -94,7 +94,11 @@ function finish(document: Document): Document {
       const scopes = operation["x-required-scopes"];
       if (scopes) {
         const needs = scopes.map((scope) => `\`${scope}\``).join(" and ");
-        operation.description = `${operation.description ?? ""}\n\nRequires the scope ${needs} (or \`admin\`).`;
+        const requirement =
+          scopes.length === 0
+            ? "Any valid key may call it, whatever its scopes."
+            : `Requires the scope ${needs} (or \`admin\`).`;
+        operation.description = `${operation.description ?? ""}\n\n${requirement}`;
       }
     }
   }

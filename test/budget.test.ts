@@ -110,6 +110,13 @@ describe("D1 budget with 10,000 jobs, key already verified", () => {
     expectOneCall(await measure("GET", "/health"), 200);
   });
 
+  it("GET /keys/self is one round trip, for a key without admin too", async () => {
+    expectOneCall(await measure("GET", "/keys/self", { key }), 200);
+    const reader = await createKey(["job:read"]);
+    await measure("GET", "/keys/self", { key: reader });
+    expectOneCall(await measure("GET", "/keys/self", { key: reader }), 200);
+  });
+
   it("GET /job is one round trip, filtered or not, for any page", async () => {
     for (const query of ["", "?status=failed", "?status=submitted&limit=100&offset=300"]) {
       expectOneCall(await measure("GET", `/job${query}`, { key }), 200);

@@ -164,6 +164,56 @@ describe("GET /keys", () => {
   });
 });
 
+describe("GET /keys/self", () => {
+  it("shows any key its own name, scopes and state as GET /keys lists it, never the secret", async () => {
+    const reader = await newKey({ name: "dashboard", scopes: ["job:read"], expires_in_days: 7 });
+    const response = await call("GET", "/keys/self", { key: reader.key });
+    expect(response.status).toBe(200);
+    const self = await parse(response, ApiKeySchema.strict());
+    expect(self).toMatchObject({
+      id: reader.id,
+      prefix: reader.prefix,
+      name: "dashboard",
+      scopes: ["job:read"],
+      state: "active",
+      expires_at: reader.expires_at,
+    });
+    const { last_used_at: _, ...listedNow } = await listed(reader.id);
+    expect(self).toMatchObject(listedNow);
+    expect(JSON.stringify(self)).not.toContain(reader.key.slice(18));
+  });
+
+  it("answers 401 to revoked, expired and unknown keys", async () => {
+    for (const key of [
+      await createKey(["admin"], { revokedAt: new Date().toISOString() }),
+      await createKey(["job:read"], { expiresAt: new Date(Date.now() - 1000).toISOString() }),
+      `jobs_zzzzzzzzzzzz_${"Z".repeat(43)}`,
+    ]) {
+      const refused = await call("GET", "/keys/self", { key });
+      expect((await expectError(refused, 401)).type).toBe("invalid_api_key");
+    }
+    await expectError(await call("GET", "/keys/self", { key: null }), 401);
+  });
+
+  it("tells a rotated key, still in its grace period, what replaced it and when it expires", async () => {
+    const old = await newKey({ name: "rotating", scopes: ["agent:read"] });
+    const rotated = await call("POST", `/keys/${old.id}/rotate`, {
+      body: { grace_period_seconds: 600 },
+    });
+    const successor = await parse(rotated, CreatedKeySchema);
+    const self = await parse(await call("GET", "/keys/self", { key: old.key }), ApiKeySchema);
+    expect(self.replaced_by).toBe(successor.id);
+    expect(secondsFromNow(self.expires_at)).toBeCloseTo(600, -1);
+  });
+
+  it("is not /keys/{id}: DELETE /keys/self is a bad id, PUT is not allowed", async () => {
+    await expectError(await call("DELETE", "/keys/self"), 400);
+    const put = await call("PUT", "/keys/self");
+    expect(put.headers.get("Allow")).toBe("GET");
+    await expectError(put, 405);
+  });
+});
+
 describe("DELETE /keys/{id}", () => {
   it("revokes the key: 204, then 401 for it, state revoked, and a repeat keeps the first time", async () => {
     const created = await newKey();
@@ -439,6 +489,7 @@ describe("D1 round trips", () => {
     const { id } = await parse(created.response, CreatedKeySchema);
     for (const [method, path, body, status] of [
       ["GET", "/keys", undefined, 200],
+      ["GET", "/keys/self", undefined, 200],
       ["POST", `/keys/${id}/rotate`, { grace_period_seconds: 60 }, 201],
       ["DELETE", `/keys/${id}`, undefined, 204],
     ] as const) {

@@ -7,13 +7,15 @@ import type {
   JobListSchema,
   JobSchema,
 } from "../../src/schemas/job";
-import type { KeyListSchema } from "../../src/schemas/key";
+import type { ApiKeySchema, CreatedKeySchema, KeyListSchema } from "../../src/schemas/key";
 
 export type Job = z.infer<typeof JobSchema>;
 export type JobList = z.infer<typeof JobListSchema>;
 export type JobAccepted = z.infer<typeof JobAcceptedSchema>;
 export type BulkRetryResult = z.infer<typeof BulkRetryResultSchema>;
 export type AgentList = z.infer<typeof AgentListSchema>;
+export type ApiKey = z.infer<typeof ApiKeySchema>;
+export type CreatedKey = z.infer<typeof CreatedKeySchema>;
 export type KeyList = z.infer<typeof KeyListSchema>;
 type ErrorBody = z.infer<typeof ErrorSchema>;
 
@@ -24,6 +26,12 @@ export const session = {
   signIn: (key: string) => sessionStorage.setItem(KEY, key),
   signOut: () => sessionStorage.removeItem(KEY),
 };
+
+/** Forgets the key and returns to the sign-in form, which shows `reason`. */
+export function signOut(reason: string) {
+  session.signOut();
+  window.dispatchEvent(new CustomEvent("signed-out", { detail: reason }));
+}
 
 /** An API error in plain words: the body's `error` and `details`, and when to retry after a 429. */
 export class ApiError extends Error {
@@ -72,10 +80,7 @@ export async function call<T>(path: string, { method = "GET", body, headers }: C
     return { status: 304, body: null as T, etag: response.headers.get("ETag") } satisfies Answer<T>;
   if (!response.ok) {
     const message = await describe(response);
-    if (response.status === 401) {
-      session.signOut();
-      window.dispatchEvent(new CustomEvent("signed-out", { detail: message }));
-    }
+    if (response.status === 401) signOut(message);
     throw new ApiError(response.status, message);
   }
   const text = await response.text();

@@ -4,13 +4,38 @@ import { session } from "./api";
 import { JobPage } from "./job-page";
 import { JobsPage } from "./jobs-page";
 import { KeyBadge } from "./key-badge";
-import { useRoute } from "./route";
+import { KeysPage } from "./keys-page";
+import { Needs, OwnKey, useCan, useOwnKeyQuery } from "./own-key";
+import { type Route, useRoute } from "./route";
 import { SignIn } from "./sign-in";
+
+function Nav({ route }: { route: Route }) {
+  const can = useCan();
+  const current = (page: Route["page"]) => (route.page === page ? "page" : undefined);
+  return (
+    <nav aria-label="Console">
+      <a href="#/jobs" aria-current={current("jobs")}>
+        Jobs
+      </a>
+      {can("agent:read") && (
+        <a href="#/agents" aria-current={current("agents")}>
+          Agents
+        </a>
+      )}
+      {can("admin") && (
+        <a href="#/keys" aria-current={current("keys")}>
+          Keys
+        </a>
+      )}
+    </nav>
+  );
+}
 
 export function App() {
   const [signedIn, setSignedIn] = useState(session.key() !== null);
   const [notice, setNotice] = useState("");
   const route = useRoute();
+  const own = useOwnKeyQuery(signedIn);
   useEffect(() => {
     const signedOut = (event: Event) => {
       setNotice((event as CustomEvent<string>).detail);
@@ -32,16 +57,9 @@ export function App() {
     );
   }
   return (
-    <>
+    <OwnKey.Provider value={own}>
       <header>
-        <nav aria-label="Console">
-          <a href="#/jobs" aria-current={route.page === "jobs" ? "page" : undefined}>
-            Jobs
-          </a>
-          <a href="#/agents" aria-current={route.page === "agents" ? "page" : undefined}>
-            Agents
-          </a>
-        </nav>
+        <Nav route={route} />
         <KeyBadge />
         <button
           type="button"
@@ -55,9 +73,18 @@ export function App() {
       </header>
       <main>
         {route.page === "job" && <JobPage id={route.id} />}
-        {route.page === "agents" && <AgentsPage />}
+        {route.page === "agents" && (
+          <Needs scope="agent:read">
+            <AgentsPage />
+          </Needs>
+        )}
+        {route.page === "keys" && (
+          <Needs scope="admin">
+            <KeysPage />
+          </Needs>
+        )}
         {route.page === "jobs" && <JobsPage />}
       </main>
-    </>
+    </OwnKey.Provider>
   );
 }

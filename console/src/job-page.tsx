@@ -1,6 +1,7 @@
 import { useEffect, useState } from "hono/jsx/dom";
 import { call, type Job, message } from "./api";
 import { when } from "./job-table";
+import { useCan } from "./own-key";
 import { RetryForm } from "./retry-form";
 import { jobHref } from "./route";
 import { TableHead } from "./table-head";
@@ -11,6 +12,7 @@ export function JobPage({ id }: { id: string }) {
   const [error, setError] = useState("");
   const [done, setDone] = useState("");
   const [reloads, setReloads] = useState(0);
+  const can = useCan();
 
   useEffect(() => {
     call<Job>(`/job/${id}`)
@@ -89,15 +91,17 @@ export function JobPage({ id }: { id: string }) {
               </a>
             ))}
           </nav>
-          <div class="actions">
-            <RetryForm job={job} onRetried={reload} />
-            <button type="button" onClick={cancel}>
-              Cancel job
-            </button>
-            <button type="button" class="danger" onClick={remove}>
-              Delete job
-            </button>
-          </div>
+          {can("job:write") && (
+            <div class="actions">
+              <RetryForm job={job} onRetried={reload} />
+              <button type="button" onClick={cancel}>
+                Cancel job
+              </button>
+              <button type="button" class="danger" onClick={remove}>
+                Delete job
+              </button>
+            </div>
+          )}
           <h2>Operation</h2>
           <pre class="json" tabindex={0}>
             {JSON.stringify(job.operation, null, 2)}

@@ -2,6 +2,7 @@ import { useEffect, useState } from "hono/jsx/dom";
 import { call, type JobList, message } from "./api";
 import { BulkRetry } from "./bulk-retry";
 import { JobTable } from "./job-table";
+import { useCan } from "./own-key";
 import { Pager, useCursor } from "./pager";
 import { StatusChips } from "./status-chips";
 
@@ -16,6 +17,7 @@ export function JobsPage() {
   const [search, setSearch] = useState("");
   const [reloads, setReloads] = useState(0);
   const cursor = pages.cursor;
+  const can = useCan();
 
   useEffect(() => {
     const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
@@ -67,9 +69,11 @@ export function JobsPage() {
               Refresh
             </button>
           </Pager>
-          {(status === "failed" || status === "partial_failure") && list.total_items > 0 && (
-            <BulkRetry status={status} onRetried={() => setReloads(reloads + 1)} />
-          )}
+          {can("job:write") &&
+            (status === "failed" || status === "partial_failure") &&
+            list.total_items > 0 && (
+              <BulkRetry status={status} onRetried={() => setReloads(reloads + 1)} />
+            )}
         </>
       )}
     </>

@@ -1,21 +1,14 @@
-import { useEffect, useState } from "hono/jsx/dom";
-import { ApiError, call, type KeyList, session } from "./api";
+import { useContext } from "hono/jsx/dom";
+import { session } from "./api";
+import { OwnKey } from "./own-key";
 
 const prefixOf = (key: string) => /^(jobs_[a-z0-9]+)_/.exec(key)?.[1] ?? "this key";
 
-/** The signed-in key: its name and scopes when it may list keys (admin), else its prefix. */
+/** The signed-in key: its name and scopes, from `GET /keys/self`; its prefix until then. */
 export function KeyBadge() {
-  const prefix = prefixOf(session.key() ?? "");
-  const [label, setLabel] = useState(prefix);
-  useEffect(() => {
-    call<KeyList>("/keys?limit=100")
-      .then(({ body }) => {
-        const own = body.items.find((key) => key.prefix === prefix);
-        setLabel(own ? `${own.name} (${own.scopes.join(", ")})` : `${prefix} (admin)`);
-      })
-      .catch((error) => {
-        if (error instanceof ApiError && error.status === 403) setLabel(`${prefix} (not admin)`);
-      });
-  }, [prefix]);
+  const { key, error } = useContext(OwnKey);
+  const label = key
+    ? `${key.name} (${key.scopes.join(", ")})`
+    : `${prefixOf(session.key() ?? "")}${error ? ` (${error})` : ""}`;
   return <p class="key">Signed in as {label}</p>;
 }

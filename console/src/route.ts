@@ -1,18 +1,23 @@
 import { useEffect, useState } from "hono/jsx/dom";
 
-export type Route = { page: "jobs" } | { page: "agents" } | { page: "job"; id: string };
+export type Route =
+  | { page: "jobs" }
+  | { page: "agents" }
+  | { page: "keys" }
+  | { page: "job"; id: string };
 
 const JOB = /^#\/job\/([0-9a-fA-F-]{36})$/;
 
 function parse(hash: string): Route {
   const id = JOB.exec(hash)?.[1];
   if (id) return { page: "job", id: id.toLowerCase() };
-  return hash === "#/agents" ? { page: "agents" } : { page: "jobs" };
+  if (hash === "#/agents") return { page: "agents" };
+  return hash === "#/keys" ? { page: "keys" } : { page: "jobs" };
 }
 
 export const jobHref = (id: string) => `#/job/${id}`;
 
-/** The page the location's hash names: `#/job/<id>`, `#/agents` or the jobs table. */
+/** The page the location's hash names: `#/job/<id>`, `#/agents`, `#/keys` or the jobs table. */
 export function useRoute(): Route {
   const [route, setRoute] = useState(parse(location.hash));
   useEffect(() => {

@@ -12,6 +12,7 @@ import {
 import { ApiError } from "../middleware/errors";
 import { errorResponses } from "../schemas/error";
 import {
+  ApiKeySchema,
   CreatedKeySchema,
   CreateKeyBodySchema,
   DEFAULT_GRACE_SECONDS,
@@ -20,7 +21,7 @@ import {
   ListKeysQuerySchema,
   RotateKeyBodySchema,
 } from "../schemas/key";
-import { requires } from "./security";
+import { anyKey, requires } from "./security";
 
 const DAY_MS = 86_400_000;
 
@@ -73,6 +74,24 @@ export const listKeys = createRoute({
       content: { "application/json": { schema: KeyListSchema } },
     },
     ...errorResponses(400, 401, 403, 429, 500, 503),
+  },
+});
+
+export const getOwnKey = createRoute({
+  method: "get",
+  path: "/keys/self",
+  operationId: "getOwnKey",
+  tags: ["keys"],
+  summary: "The calling API key",
+  description:
+    "The key this request is made with, as `GET /keys` lists it: its name, scopes, state, expiry and last use. Never the secret.",
+  ...anyKey(),
+  responses: {
+    200: {
+      description: "The calling key",
+      content: { "application/json": { schema: ApiKeySchema } },
+    },
+    ...errorResponses(400, 401, 429, 500, 503),
   },
 });
 
@@ -137,6 +156,12 @@ export const keys = createRouter()
   .openapi(listKeys, async (c) =>
     c.json(await listApiKeys(c.var.db, c.req.valid("query"), new Date().toISOString()), 200),
   )
+  .openapi(getOwnKey, async (c) => {
+    // The verified key may come from the isolate's cache: the row says how it stands now.
+    const row = await findApiKeyById(c.var.db, c.var.apiKey.id);
+    if (!row) throw new ApiError("invalid_api_key", "invalid API key", "the key is unknown");
+    return c.json(toApiKey(row, new Date().toISOString()), 200);
+  })
   .openapi(revokeKey, async (c) => {
     const { id } = c.req.valid("param");
     if (!(await revokeApiKey(c.var.db, id, new Date().toISOString()))) throw notFound(id);

@@ -19,6 +19,11 @@ export function requires(scope: Scope) {
   };
 }
 
+/** An operation any valid key may call, whatever its scopes: an empty `x-required-scopes`. */
+export function anyKey() {
+  return { security: SECURITY, "x-required-scopes": [] as Scope[] };
+}
+
 export function registerSecuritySchemes(app: OpenAPIHono<AppEnv>) {
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",

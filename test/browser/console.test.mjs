@@ -5,15 +5,14 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { mkdirSync } from "node:fs";
-import { createRequire } from "node:module";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { ADMIN, api, BASE } from "../e2e/helpers.mjs";
+import { assertNoAxeViolations, failedJobOn } from "./helpers.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 const shots =
   process.env.SCREENSHOTS_DIR ?? fileURLToPath(new URL("../../test-results/", import.meta.url));
 const hostname = `console-${randomUUID().slice(0, 8)}`;
@@ -25,31 +24,13 @@ let page;
 let failedId;
 const pageErrors = [];
 
-/** A job for `hostname` that the agent claimed and reported failed. */
-async function failedJob() {
-  const { job_id } = await api("POST", "/job", {
-    operation: { type: "service.restart", data: { unit: "nginx" } },
-    target_hostname: hostname,
-  });
-  const { jobs } = await api("POST", `/agent/${hostname}/claim`, { limit: 100 });
-  const lease = jobs.find((job) => job.id === job_id)?.lease_token;
-  assert.ok(lease, "the agent claimed the job");
-  await api("POST", `/agent/${hostname}/job/${job_id}/event`, {
-    event: "failed",
-    lease_token: lease,
-    error: "unit nginx.service not found",
-  });
-  return job_id;
-}
-
-async function noAxeViolations(what) {
-  await page.addScriptTag({ path: AXE });
-  const violations = await page.evaluate(async () => {
-    const { violations } = await window.axe.run(document);
-    return violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
-  });
-  assert.deepEqual(violations, [], `axe on ${what}`);
-}
+const failedJob = () =>
+  failedJobOn(
+    hostname,
+    { type: "service.restart", data: { unit: "nginx" } },
+    "unit nginx.service not found",
+  );
+const noAxeViolations = (what) => assertNoAxeViolations(page, what);
 
 async function screenshot(name) {
   mkdirSync(shots, { recursive: true });
