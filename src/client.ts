@@ -42,11 +42,21 @@ export type WatchOptions = ClientOptions & {
   reconnects?: number;
 };
 
+/** The chunks of a body; a reader rather than `for await`, which Safari's streams lack. */
+async function* chunks(body: ReadableStream<Uint8Array>) {
+  const reader = body.getReader();
+  try {
+    for (let read = await reader.read(); !read.done; read = await reader.read()) yield read.value;
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
 /** Splits a Server-Sent Events body into messages. */
 async function* sseMessages(body: ReadableStream<Uint8Array>) {
   const decoder = new TextDecoder();
   let buffer = "";
-  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+  for await (const chunk of chunks(body)) {
     buffer += decoder.decode(chunk, { stream: true }).replace(/\r\n?/g, "\n");
     for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
       const message: { id?: string; event?: string; data?: string } = {};
