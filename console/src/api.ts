@@ -57,6 +57,13 @@ async function describe(response: Response): Promise<string> {
   return words;
 }
 
+/** A refused call in plain words; a 401 also signs out, and the app returns to sign-in. */
+export async function refused(response: Response): Promise<ApiError> {
+  const message = await describe(response);
+  if (response.status === 401) signOut(message);
+  return new ApiError(response.status, message);
+}
+
 type Call = { method?: string; body?: unknown; headers?: Record<string, string> };
 type Answer<T> = { status: number; body: T; etag: string | null };
 
@@ -78,11 +85,7 @@ export async function call<T>(path: string, { method = "GET", body, headers }: C
   });
   if (response.status === 304)
     return { status: 304, body: null as T, etag: response.headers.get("ETag") } satisfies Answer<T>;
-  if (!response.ok) {
-    const message = await describe(response);
-    if (response.status === 401) signOut(message);
-    throw new ApiError(response.status, message);
-  }
+  if (!response.ok) throw await refused(response);
   const text = await response.text();
   return {
     status: response.status,

@@ -1,30 +1,19 @@
-import { useEffect, useState } from "hono/jsx/dom";
-import { call, type Job, message } from "./api";
+import { useState } from "hono/jsx/dom";
+import { call, message } from "./api";
 import { when } from "./job-table";
+import { LiveBadge } from "./live-badge";
+import { useLiveJob } from "./live-job";
 import { useCan } from "./own-key";
 import { RetryForm } from "./retry-form";
 import { jobHref } from "./route";
 import { TableHead } from "./table-head";
 
 export function JobPage({ id }: { id: string }) {
-  const [job, setJob] = useState<Job | null>(null);
-  const [etag, setEtag] = useState<string | null>(null);
+  const { job, etag, error: readError, live, refresh: reload } = useLiveJob(id);
   const [error, setError] = useState("");
   const [done, setDone] = useState("");
-  const [reloads, setReloads] = useState(0);
   const can = useCan();
 
-  useEffect(() => {
-    call<Job>(`/job/${id}`)
-      .then((answer) => {
-        setJob(answer.body);
-        setEtag(answer.etag);
-        setError("");
-      })
-      .catch((failure) => setError(message(failure)));
-  }, [id, reloads]);
-
-  const reload = () => setReloads(reloads + 1);
   const cancel = async () => {
     try {
       const { status } = await call(`/job/${id}/cancel`, { method: "POST" });
@@ -49,9 +38,12 @@ export function JobPage({ id }: { id: string }) {
       <h1>
         Job <span class="mono">{id}</span>
       </h1>
-      {error && (
+      <p role="status">
+        Updates: <LiveBadge live={live} />
+      </p>
+      {(error || readError) && (
         <p class="error" role="alert">
-          {error}
+          {error || readError}
         </p>
       )}
       {done && <p role="status">{done}</p>}
@@ -93,7 +85,7 @@ export function JobPage({ id }: { id: string }) {
           </nav>
           {can("job:write") && (
             <div class="actions">
-              <RetryForm job={job} onRetried={reload} />
+              <RetryForm key={job.id} job={job} onRetried={reload} />
               <button type="button" onClick={cancel}>
                 Cancel job
               </button>
@@ -103,6 +95,15 @@ export function JobPage({ id }: { id: string }) {
             </div>
           )}
           <h2>Operation</h2>
+          {job.operation_changed && job.retry_of && (
+            <p class="hint">
+              Operation changed from the original (
+              <a href={jobHref(job.retry_of)} class="mono">
+                {job.retry_of}
+              </a>
+              ).
+            </p>
+          )}
           <pre class="json" tabindex={0}>
             {JSON.stringify(job.operation, null, 2)}
           </pre>
