@@ -5,11 +5,9 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
-import { chromium } from "playwright-core";
 import { ADMIN, api, BASE } from "../e2e/helpers.mjs";
-import { assertNoAxeViolations, failedJobOn } from "./helpers.mjs";
+import { assertNoAxeViolations, failedJobOn, openPage } from "./helpers.mjs";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const run = randomUUID().slice(0, 8);
 const hostname = `console-keys-${run}`;
 const SECRET = /^jobs_[a-z0-9]{12}_[A-Za-z0-9_-]{43}$/;
@@ -17,7 +15,7 @@ const SECRET = /^jobs_[a-z0-9]{12}_[A-Za-z0-9_-]{43}$/;
 let browser;
 let page;
 let failedId;
-const pageErrors = [];
+let pageErrors;
 /** The key made on the page, then its successor: `{ id, prefix, key }`. */
 let made;
 let successor;
@@ -70,15 +68,10 @@ before(async () => {
   assert.ok(BASE && ADMIN, "run through scripts/e2e-test.mjs (E2E_URL, E2E_ADMIN_KEY)");
   await api("PUT", `/agent/${hostname}`, { labels: {} });
   failedId = await failedJobOn(hostname, { type: "keys.test" }, "keys test failure");
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"],
-  });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: BASE });
-  page = await context.newPage();
-  page.on("pageerror", (error) => pageErrors.push(error.message));
+  ({ browser, page, pageErrors } = await openPage({
+    height: 900,
+    permissions: ["clipboard-read", "clipboard-write"],
+  }));
 });
 
 after(async () => {

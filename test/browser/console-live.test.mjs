@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
 import { ADMIN, api, BASE, until } from "../e2e/helpers.mjs";
-import { noAxeViolations, openPage } from "./chromium.mjs";
+import { assertNoAxeViolations, openPage } from "./helpers.mjs";
 
 const hostname = `live-${randomUUID().slice(0, 8)}`;
 const restart = { type: "service.restart", data: { unit: "nginx", timeout: 30 } };
@@ -170,7 +170,7 @@ test("retry a failed job with a changed operation; invalid JSON shows an error a
   await link.waitFor();
   const newId = await link.textContent();
   await page.getByRole("link", { name: `retried as ${newId} →` }).waitFor();
-  await noAxeViolations(page, "job page with the operation editor open and a retry answered");
+  await assertNoAxeViolations(page, "job page with the operation editor open and a retry answered");
 
   const job = await api("GET", `/job/${newId}`);
   assert.deepEqual(job.operation, edited);

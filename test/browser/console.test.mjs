@@ -8,11 +8,9 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
 import { ADMIN, api, BASE } from "../e2e/helpers.mjs";
-import { assertNoAxeViolations, failedJobOn } from "./helpers.mjs";
+import { assertNoAxeViolations, failedJobOn, openPage } from "./helpers.mjs";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const shots =
   process.env.SCREENSHOTS_DIR ?? fileURLToPath(new URL("../../test-results/", import.meta.url));
 const hostname = `console-${randomUUID().slice(0, 8)}`;
@@ -22,7 +20,7 @@ const other = `console-other-${randomUUID().slice(0, 8)}`;
 let browser;
 let page;
 let failedId;
-const pageErrors = [];
+let pageErrors;
 
 const failedJob = () =>
   failedJobOn(
@@ -42,14 +40,7 @@ before(async () => {
   await api("PUT", `/agent/${hostname}`, { labels: { group: "console.test" } });
   await api("PUT", `/agent/${other}`, { labels: { group: "console.other" } });
   failedId = await failedJob();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"],
-  });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  page = await context.newPage();
-  page.on("pageerror", (error) => pageErrors.push(error.message));
+  ({ browser, page, pageErrors } = await openPage());
 });
 
 after(async () => {

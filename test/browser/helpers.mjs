@@ -1,9 +1,40 @@
-// What the console's browser tests share: axe-core run on the page, and a failed job to act on.
+// What the browser tests share: Debian's Chromium with one page, axe-core run on the page, and a
+// failed job to act on.
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
+import { chromium } from "playwright-core";
 import { api } from "../e2e/helpers.mjs";
 
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+
+/**
+ * A headless browser and one page in it, `height` pixels tall and with `permissions` granted to
+ * the service's origin; `pageErrors` collects the page's uncaught errors.
+ */
+export async function openPage({ height = 800, permissions = [] } = {}) {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-dev-shm-usage",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height } });
+  if (permissions.length > 0)
+    await context.grantPermissions(permissions, { origin: process.env.E2E_URL });
+  const page = await context.newPage();
+  const pageErrors = [];
+  page.on("pageerror", (error) => pageErrors.push(error.message));
+  return { browser, page, pageErrors };
+}
 
 /** A job with `operation` for `hostname`, which that agent claimed and reported failed with `error`. */
 export async function failedJobOn(hostname, operation, error) {

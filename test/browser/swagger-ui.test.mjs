@@ -5,39 +5,22 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { openPage } from "./helpers.mjs";
 
 const BASE = process.env.E2E_URL;
 const ADMIN = process.env.E2E_ADMIN_KEY;
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const results = fileURLToPath(new URL("../../test-results/", import.meta.url));
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
 
 let browser;
 let page;
 let doc;
-const pageErrors = [];
+let pageErrors;
 
 before(async () => {
   assert.ok(BASE && ADMIN, "run through scripts/e2e-test.mjs (E2E_URL, E2E_ADMIN_KEY)");
   doc = await (await fetch(`${BASE}/openapi.json`)).json();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-dev-shm-usage",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
-  page = await context.newPage();
-  page.on("pageerror", (error) => pageErrors.push(error.message));
+  ({ browser, page, pageErrors } = await openPage({ height: 1000 }));
   await page.goto(`${BASE}/docs`);
   await page.locator(".opblock").first().waitFor({ timeout: 30_000 });
 });
