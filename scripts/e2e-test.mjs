@@ -18,6 +18,7 @@ const files = [
   "test/e2e/docs-blocks.test.mjs",
   "test/browser/swagger-ui.test.mjs",
   "test/browser/console.test.mjs",
+  "test/browser/console-jobs.test.mjs",
 ]
   .filter((file) => process.argv.length <= 2 || process.argv.slice(2).includes(file))
   .map((file) => fileURLToPath(new URL(`../${file}`, import.meta.url)));

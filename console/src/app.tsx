@@ -56,7 +56,7 @@ export function App() {
       <main>
         {route.page === "job" && <JobPage id={route.id} />}
         {route.page === "agents" && <AgentsPage />}
-        {route.page === "jobs" && <JobsPage />}
+        {route.page === "jobs" && <JobsPage filters={route.filters} />}
       </main>
     </>
   );

@@ -5,15 +5,12 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { mkdirSync } from "node:fs";
-import { createRequire } from "node:module";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
 import { ADMIN, api, BASE } from "../e2e/helpers.mjs";
+import { claimedJobs, noAxeViolations, openBrowser } from "./helpers.mjs";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 const shots =
   process.env.SCREENSHOTS_DIR ?? fileURLToPath(new URL("../../test-results/", import.meta.url));
 const hostname = `console-${randomUUID().slice(0, 8)}`;
@@ -25,28 +22,8 @@ const pageErrors = [];
 
 /** A job for `hostname` that the agent claimed and reported failed. */
 async function failedJob() {
-  const { job_id } = await api("POST", "/job", {
-    operation: { type: "service.restart", data: { unit: "nginx" } },
-    target_hostname: hostname,
-  });
-  const { jobs } = await api("POST", `/agent/${hostname}/claim`, { limit: 100 });
-  const lease = jobs.find((job) => job.id === job_id)?.lease_token;
-  assert.ok(lease, "the agent claimed the job");
-  await api("POST", `/agent/${hostname}/job/${job_id}/event`, {
-    event: "failed",
-    lease_token: lease,
-    error: "unit nginx.service not found",
-  });
-  return job_id;
-}
-
-async function noAxeViolations(what) {
-  await page.addScriptTag({ path: AXE });
-  const violations = await page.evaluate(async () => {
-    const { violations } = await window.axe.run(document);
-    return violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
-  });
-  assert.deepEqual(violations, [], `axe on ${what}`);
+  const operation = { type: "service.restart", data: { unit: "nginx" } };
+  return (await claimedJobs(hostname, [operation], "unit nginx.service not found"))[0];
 }
 
 async function screenshot(name) {
@@ -58,14 +35,7 @@ before(async () => {
   assert.ok(BASE && ADMIN, "run through scripts/e2e-test.mjs (E2E_URL, E2E_ADMIN_KEY)");
   await api("PUT", `/agent/${hostname}`, { labels: { group: "console.test" } });
   failedId = await failedJob();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"],
-  });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  page = await context.newPage();
-  page.on("pageerror", (error) => pageErrors.push(error.message));
+  ({ browser, page } = await openBrowser({ width: 1280, height: 800 }, pageErrors));
 });
 
 after(async () => {
@@ -77,7 +47,7 @@ test("/console is served without a key and asks for one", async () => {
   assert.equal(response?.status(), 200);
   assert.equal(await page.title(), "Job console");
   await page.getByLabel("API key").waitFor();
-  await noAxeViolations("sign-in");
+  await noAxeViolations(page, "sign-in");
 });
 
 test("a wrong key is refused in plain words and nothing is kept", async () => {
@@ -100,7 +70,7 @@ test("sign in, filter to failed, open the failed job, retry it to the agent, fol
   const row = page.locator("tbody tr", { hasText: failedId });
   await row.waitFor();
   assert.equal(await page.locator("tbody tr").filter({ hasNotText: "failed" }).count(), 0);
-  await noAxeViolations("jobs table");
+  await noAxeViolations(page, "jobs table");
   await screenshot("console-jobs.png");
 
   await row.getByRole("link", { name: failedId }).click();
@@ -115,7 +85,7 @@ test("sign in, filter to failed, open the failed job, retry it to the agent, fol
   const newId = await link.textContent();
   assert.notEqual(newId, failedId);
   await page.getByRole("link", { name: `retried as ${newId} →` }).waitFor();
-  await noAxeViolations("job page");
+  await noAxeViolations(page, "job page");
   await screenshot("console-job.png");
 
   await link.click();
@@ -139,7 +109,7 @@ test("bulk retry of the failed jobs: the dry run first, then a result per job", 
     .filter({ hasText: `Dry run: ${expected} of the oldest failed jobs` })
     .waitFor();
   assert.equal((await api("GET", "/job?status=failed&limit=1")).total_items, total_items);
-  await noAxeViolations("bulk retry dry run");
+  await noAxeViolations(page, "bulk retry dry run");
 
   await page.getByRole("button", { name: `Retry ${expected} jobs` }).click();
   await page
@@ -156,10 +126,11 @@ test("bulk retry of the failed jobs: the dry run first, then a result per job", 
 
 test("the agents page lists the agent with its state and labels; labels are retry targets", async () => {
   await page.getByRole("link", { name: "Agents", exact: true }).click();
+  await page.getByRole("heading", { name: "Agents" }).waitFor();
   const row = page.locator("tbody tr", { hasText: hostname });
   await row.waitFor();
   assert.match(await row.textContent(), /ready.*group:console\.test/);
-  await noAxeViolations("agents page");
+  await noAxeViolations(page, "agents page");
   await page.goto(`${BASE}/console/#/job/${failedId}`);
   await page.locator("#retry-target option", { hasText: "group:console.test" }).waitFor({
     state: "attached",
