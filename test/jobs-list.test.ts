@@ -66,6 +66,27 @@ describe("GET /job?target=", () => {
     expect((await list(`target=_any&retry_of=${oldest}`)).total_items).toBe(1);
   });
 
+  it("counts with the clock and dead-letter filters too: the target's counters less its waiting jobs", async () => {
+    const web = host("web");
+    await register(web);
+    const [now] = await jobsFor(web, 1);
+    const later = await call("POST", "/job", {
+      body: { operation: { type: "list.test" }, target_hostname: web, delay_seconds: 3600 },
+    });
+    const { job_id: waiting } = (await later.json()) as { job_id: string };
+    const due = await list(`target=${web}&due=true`);
+    expect(due.items.map((j) => j.id)).toEqual([now]);
+    expect(due.total_items).toBe(1);
+    const notDue = await list(`target=${web}&due=false`);
+    expect(notDue.items.map((j) => j.id)).toEqual([waiting]);
+    expect(notDue.total_items).toBe(1);
+    expect((await list(`target=${web}&status=unprocessed&due=true`)).total_items).toBe(1);
+    expect((await list(`target=${web}&status=cancelled&due=true`)).total_items).toBe(0);
+    const alive = await list(`target=${web}&retries_exhausted=false`);
+    expect(alive.total_items).toBe(2);
+    expect((await list(`target=${web}&retries_exhausted=true`)).total_items).toBe(0);
+  });
+
   it.each([
     ["a malformed label", "gr@up:web"],
     ["a space", "web%2001"],
