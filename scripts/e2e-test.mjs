@@ -20,6 +20,7 @@ const files = [
   "test/browser/console.test.mjs",
   "test/browser/console-keys.test.mjs",
   "test/browser/console-live.test.mjs",
+  "test/browser/console-jobs.test.mjs",
 ]
   .filter((file) => process.argv.length <= 2 || process.argv.slice(2).includes(file))
   .map((file) => fileURLToPath(new URL(`../${file}`, import.meta.url)));

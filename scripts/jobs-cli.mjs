@@ -5,13 +5,17 @@ import { parseArgs } from "node:util";
 
 const USAGE = `usage: jobs <command> [options]
 
-  job list [--status S] [--due true|false] [--exhausted] [--root ID] [--limit N] [--cursor C]
+  job list [--status S] [--due true|false] [--exhausted] [--root ID] [--target T]
+           [--held-by HOST] [--limit N] [--cursor C]
                                                    newest first; S: unprocessed, processing,
                                                    completed, failed, partial_failure, skipped,
                                                    cancelled; --due false: only jobs waiting for
                                                    their not_before; --exhausted: only dead letters
                                                    (their retries ran out); --root: one retry chain;
-                                                   C: the "next:" a page ends with (or --offset N)
+                                                   --target: jobs for exactly T (_any, _all, a
+                                                   hostname, key:value); --held-by: the jobs that
+                                                   agent holds now; C: the "next:" a page ends
+                                                   with (or --offset N)
   job get <id>                                     status, lineage, retry policy, responses, timeline
   job watch <id> [--follow]                        each event as it is written, until the job ends;
                                                    --follow: on into its retries, to the end of the
@@ -78,6 +82,7 @@ function parse(argv) {
         due: { type: "string" },
         exhausted: { type: "boolean" },
         root: { type: "string" },
+        "held-by": { type: "string" },
         operation: { type: "string" },
         patch: { type: "string" },
         policy: { type: "string" },
@@ -228,6 +233,8 @@ async function jobList(conf, values, out) {
   }
   if (values.exhausted) query.set("retries_exhausted", "true");
   if (values.root) query.set("root_job_id", values.root);
+  if (values.target) query.set("target", values.target);
+  if (values["held-by"]) query.set("held_by", values["held-by"]);
   const limit = integer(values.limit, "limit");
   const offset = integer(values.offset, "offset");
   if (limit) query.set("limit", limit);

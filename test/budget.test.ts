@@ -40,10 +40,10 @@ type Measured = {
 async function measure(
   method: string,
   path: string,
-  options: { key?: string; body?: unknown } = {},
+  options: { key?: string; body?: unknown; headers?: Record<string, string> } = {},
 ): Promise<Measured> {
   const counter = createCounter();
-  const headers = new Headers();
+  const headers = new Headers(options.headers);
   if (options.key) headers.set("Authorization", `Bearer ${options.key}`);
   if (options.body !== undefined) headers.set("Content-Type", "application/json");
   const body = options.body === undefined ? undefined : JSON.stringify(options.body);
@@ -75,6 +75,8 @@ function expectOneCall(m: Measured, status: number) {
 
 /** job_counts has one row per status; the list reads all of them for status_counts. */
 const COUNTER_ROWS = 7;
+/** A list also reads the store revision, for its ETag. */
+const REVISION_ROW = 1;
 
 let key: string;
 
@@ -288,7 +290,7 @@ describe("rows read with 10,000 jobs", () => {
         expect(items.length).toBe(Math.max(0, Math.min(limit, total_items - offset)));
         // One row past the page tells whether it is the last.
         expect(m.counter.rowsRead, `${filter} ${limit} ${offset}`).toBeLessThanOrEqual(
-          offset + limit + 1 + COUNTER_ROWS,
+          offset + limit + 1 + COUNTER_ROWS + REVISION_ROW,
         );
       }
     }
@@ -309,7 +311,7 @@ describe("rows read with 10,000 jobs", () => {
         items.map((j) => j.id),
         filter,
       ).toEqual(expected.map((j) => j.id));
-      expect(m.counter.rowsRead, filter).toBeLessThanOrEqual(100 + COUNTER_ROWS + 1);
+      expect(m.counter.rowsRead, filter).toBeLessThanOrEqual(100 + COUNTER_ROWS + 1 + REVISION_ROW);
       expect(next.counter.rowsRead, filter).toBeGreaterThan(600);
     }
   });
@@ -324,5 +326,76 @@ describe("rows read with 10,000 jobs", () => {
     expect(events).toBe(4);
     // The job row, its events, and one step into the id index.
     expect(m.counter.rowsRead).toBeLessThanOrEqual(1 + events + 1);
+  });
+});
+
+describe("the console's filters and refresh with 10,000 jobs", () => {
+  it("GET /job with a matching If-None-Match is one round trip reading the revision alone", async () => {
+    const full = await measure("GET", "/job?limit=25", { key });
+    expectOneCall(full, 200);
+    const etag = full.response.headers.get("ETag") ?? "";
+    expect(etag).toMatch(/^"s\d+"$/);
+    const unchanged = await measure("GET", "/job?limit=25", {
+      key,
+      headers: { "If-None-Match": etag },
+    });
+    expectOneCall(unchanged, 304);
+    expect(unchanged.counter.rowsRead, trace(unchanged.counter)).toBe(1);
+    expect(full.counter.rowsRead).toBeGreaterThan(25 + COUNTER_ROWS);
+    const filtered = await measure("GET", "/job?status=failed&target=seed-host&limit=25", {
+      key,
+      headers: { "If-None-Match": etag },
+    });
+    expectOneCall(filtered, 304);
+    expect(filtered.counter.rowsRead).toBe(1);
+  });
+
+  it("GET /job?target= and ?held_by= read the matching jobs through their index, not the table", async () => {
+    const host = `budget-${crypto.randomUUID().slice(0, 8)}`;
+    expectOneCall(await measure("PUT", `/agent/${host}`, { key, body: {} }), 200);
+    for (let i = 0; i < 5; i++) await newJob(host);
+    const byTarget = await measure("GET", `/job?target=${host}&limit=3`, { key });
+    expectOneCall(byTarget, 200);
+    expect((await json<{ total_items: number }>(byTarget)).total_items).toBe(5);
+    for (const filter of ["", "status=failed&", "status=failed&retries_exhausted=false&"]) {
+      const m = await measure("GET", `/job?${filter}target=seed-host&limit=25`, { key });
+      expectOneCall(m, 200);
+      const { total_items } = await json<{ total_items: number }>(m);
+      expect(total_items, filter).toBe(filter ? SEEDED_JOBS / 4 : SEEDED_JOBS);
+      // The page (and the row past it; with a status, the target's jobs in other statuses too:
+      // a quarter are failed), the counters, the target's counters (a row per status), the
+      // revision: not the 10,000 jobs.
+      const stepped = filter ? 4 * 26 : 26;
+      expect(m.counter.rowsRead, `${filter} ${trace(m.counter)}`).toBeLessThanOrEqual(
+        stepped + COUNTER_ROWS + COUNTER_ROWS + REVISION_ROW + 2,
+      );
+    }
+
+    // Other tests' `_any` jobs are due to a new agent too: it holds them as well.
+    const claim = await measure("POST", `/agent/${host}/claim`, { key, body: { limit: 3 } });
+    expectOneCall(claim, 200);
+    const held = await measure("GET", `/job?held_by=${host}&limit=10`, { key });
+    expectOneCall(held, 200);
+    expect((await json<{ total_items: number }>(held)).total_items).toBe(3);
+    const open = await env.DB.prepare(
+      "SELECT COUNT(*) AS n FROM job_agents WHERE hostname = ?1 AND state IN ('pending', 'acknowledged', 'started')",
+    )
+      .bind(host)
+      .first<number>("n");
+    // Twice (page and count): the agent's open rows (index entry and row; pending ones are stepped
+    // over) and the 3 jobs it holds; not the 10,000 others.
+    expect(held.counter.rowsRead, trace(held.counter)).toBeLessThanOrEqual(
+      2 * (2 * (open ?? 0) + 3) + COUNTER_ROWS + REVISION_ROW + 2,
+    );
+
+    const agents = await measure("GET", "/agent?limit=100", { key });
+    expectOneCall(agents, 200);
+    const { items } = await json<{ items: { hostname: string; held_jobs: number }[] }>(agents);
+    expect(items.find((a) => a.hostname === host)?.held_jobs).toBe(3);
+    const heldTotal = items.reduce((sum, a) => sum + a.held_jobs, 0);
+    // Per agent: its row, its owner key, and its open rows (held or pending).
+    expect(agents.counter.rowsRead, trace(agents.counter)).toBeLessThanOrEqual(
+      items.length * 4 + 2 * heldTotal + 10,
+    );
   });
 });

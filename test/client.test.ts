@@ -85,7 +85,7 @@ describe("the typed client (hc with AppType) against the Worker", () => {
     });
     expect(created.status).toBe(201);
     const { job_id } = JobAcceptedSchema.parse(await created.json());
-    const waiting = await api.job.$get({ query: { due: "false", limit: "100" } });
+    const waiting = await api.job.$get({ query: { due: "false", limit: "100" }, header: {} });
     expect(JobListSchema.parse(await waiting.json()).items.map((j) => j.id)).toContain(job_id);
 
     const retried = await api.job[":id"].retry.$post({
@@ -135,7 +135,7 @@ describe("the typed client (hc with AppType) against the Worker", () => {
     expect(retried.status).toBe(201);
     const retry = JobAcceptedSchema.parse(await retried.json());
 
-    const list = await api.job.$get({ query: { status: "unprocessed", limit: "100" } });
+    const list = await api.job.$get({ query: { status: "unprocessed", limit: "100" }, header: {} });
     const page = JobListSchema.parse(await list.json());
     expect(page.items.map((item) => item.id)).toContain(retry.job_id);
 
@@ -166,12 +166,12 @@ describe("the typed client (hc with AppType) against the Worker", () => {
       });
     }
     expect((await api.keys[":id"].$delete({ param: { id: key.id } })).status).toBe(204);
-    expect((await reader.job.$get({ query: {} })).status).toBe(401);
+    expect((await reader.job.$get({ query: {}, header: {} })).status).toBe(401);
   });
 
   it("sends the key it was made with", async () => {
     const api = await client(await createKey(["job:read"]));
-    expect((await api.job.$get({ query: {} })).status).toBe(200);
+    expect((await api.job.$get({ query: {}, header: {} })).status).toBe(200);
     expect((await api.job.$post({ header: {}, json: { operation: { type: "x" } } })).status).toBe(
       403,
     );

@@ -12,6 +12,8 @@ const SUBMITTED = `(SELECT job_id, COUNT(*) AS n, MIN(revision) AS revision
 const RETRIED = `(SELECT seq, job_id, revision, json_extract(data, '$.new_job_id') AS new_job_id
   FROM job_events WHERE event = 'retried')`;
 const ACTUAL_COUNTS = "(SELECT status, COUNT(*) AS n FROM jobs GROUP BY status)";
+const ACTUAL_TARGET_COUNTS = `(SELECT target_hostname, status, COUNT(*) AS n FROM jobs
+  GROUP BY target_hostname, status)`;
 const STORE = "(SELECT revision FROM store_revision WHERE id = 1)";
 
 /** Each query selects `subject` (what is wrong) and `ref` (what it points at, or a figure). */
@@ -65,6 +67,15 @@ export const CHECKS: Record<string, string> = {
     WHERE c.n <> COALESCE(a.n, 0)`,
   status_without_counter: `SELECT a.status AS subject, CAST(a.n AS TEXT) AS ref
     FROM ${ACTUAL_COUNTS} a WHERE NOT EXISTS (SELECT 1 FROM job_counts c WHERE c.status = a.status)`,
+  target_counter_differs_from_count: `SELECT c.target_hostname || ' ' || c.status AS subject,
+      c.n || ' counted, ' || COALESCE(a.n, 0) || ' stored' AS ref
+    FROM job_target_counts c LEFT JOIN ${ACTUAL_TARGET_COUNTS} a
+      ON a.target_hostname = c.target_hostname AND a.status = c.status
+    WHERE c.n <> COALESCE(a.n, 0)
+    UNION ALL
+    SELECT a.target_hostname || ' ' || a.status, CAST(a.n AS TEXT) FROM ${ACTUAL_TARGET_COUNTS} a
+    WHERE NOT EXISTS (SELECT 1 FROM job_target_counts c
+      WHERE c.target_hostname = a.target_hostname AND c.status = a.status)`,
   revision_ahead_of_store: `SELECT j.id AS subject, CAST(MAX(j.revision, j.created_revision) AS TEXT) AS ref
     FROM jobs j WHERE MAX(j.revision, j.created_revision) > ${STORE}
     UNION ALL

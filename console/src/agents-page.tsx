@@ -1,5 +1,6 @@
 import { useEffect, useState } from "hono/jsx/dom";
 import { type AgentList, call, message } from "./api";
+import { jobsHref } from "./job-filters";
 import { when } from "./job-table";
 import { Pager, useCursor } from "./pager";
 import { TableHead } from "./table-head";
@@ -32,12 +33,22 @@ export function AgentsPage() {
       {list && list.items.length === 0 && <p>No agent is registered.</p>}
       {list && list.items.length > 0 && (
         <table>
-          <TableHead columns={["Hostname", "State", "Labels", "Last seen", "Owner key"]} />
+          <TableHead
+            columns={["Hostname", "State", "Held jobs", "Labels", "Last seen", "Owner key"]}
+          />
           <tbody>
             {list.items.map((agent) => (
               <tr>
                 <td class="mono">{agent.hostname}</td>
                 <td>{agent.state}</td>
+                <td>
+                  <a
+                    href={jobsHref({ held_by: agent.hostname })}
+                    aria-label={`${agent.held_jobs} jobs held by ${agent.hostname}`}
+                  >
+                    {agent.held_jobs}
+                  </a>
+                </td>
                 <td class="mono">
                   {Object.entries(agent.labels)
                     .map(([key, value]) => `${key}:${value}`)

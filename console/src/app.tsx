@@ -83,7 +83,7 @@ export function App() {
             <KeysPage />
           </Needs>
         )}
-        {route.page === "jobs" && <JobsPage />}
+        {route.page === "jobs" && <JobsPage filters={route.filters} />}
       </main>
     </OwnKey.Provider>
   );

@@ -5,15 +5,54 @@ import { TargetSelect } from "./target-select";
 
 const LIMIT = 100;
 
-type Props = { status: string; onRetried: () => void };
+type Results = BulkRetryResult["results"];
 
-/** The oldest jobs in a status: a dry run first, then a retry of exactly the jobs it listed. */
-export function BulkRetry({ status, onRetried }: Props) {
+type Props = {
+  /** The table's status filter: with `failed` or `partial_failure`, all such jobs may be retried. */
+  status: string | null;
+  /** The jobs picked in the table. */
+  picked: string[];
+  onRetried: () => void;
+};
+
+type Preview = { scope: string; picked: boolean; results: Results };
+
+const retriable = (results: Results) =>
+  results.filter((r) => r.outcome === "would_retry").map((r) => r.source_job_id);
+
+function ResultList({ results }: { results: Results }) {
+  return (
+    <ul class="results">
+      {results.map((r) => (
+        <li>
+          <a href={jobHref(r.source_job_id)}>{r.source_job_id}</a>{" "}
+          {r.job_id ? (
+            <>
+              → <a href={jobHref(r.job_id)}>{r.job_id}</a>
+            </>
+          ) : (
+            `${r.outcome.replace("_", " ")}${r.error ? `: ${r.error}` : ""}`
+          )}
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+/**
+ * A dry run first, of the picked jobs or of the oldest jobs in a failed status, then a retry of
+ * exactly the jobs it said would be retried, with a result per job.
+ */
+export function BulkRetry({ status, picked, onRetried }: Props) {
   const [target, setTarget] = useState("_any");
-  const [preview, setPreview] = useState<string[] | null>(null);
+  const [preview, setPreview] = useState<Preview | null>(null);
   const [result, setResult] = useState<BulkRetryResult | null>(null);
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
+  const byStatus = status === "failed" || status === "partial_failure" ? status : null;
+  // A dry run stands for the picks, status and target it was made with, and for nothing else.
+  const scope = `${target} ${status} ${picked.join(",")}`;
+  const shown = preview?.scope === scope ? preview : null;
 
   const send = async (body: object, idempotent: boolean) => {
     setBusy(true);
@@ -36,35 +75,45 @@ export function BulkRetry({ status, onRetried }: Props) {
       setBusy(false);
     }
   };
-  const dryRun = async () => {
+  const dryRun = async (ofPicked: boolean) => {
     setResult(null);
-    const answer = await send({ status, limit: LIMIT, dry_run: true }, false);
-    if (answer)
-      setPreview(
-        answer.results.filter((r) => r.outcome === "would_retry").map((r) => r.source_job_id),
-      );
+    const which = ofPicked ? { job_ids: picked } : { status: byStatus, limit: LIMIT };
+    const answer = await send({ ...which, dry_run: true }, false);
+    if (answer) setPreview({ scope, picked: ofPicked, results: answer.results });
   };
   const retry = async () => {
-    if (!preview?.length) return;
-    const answer = await send({ job_ids: preview }, true);
+    const ids = shown ? retriable(shown.results) : [];
+    if (ids.length === 0) return;
+    const answer = await send({ job_ids: ids }, true);
     if (answer) {
       setPreview(null);
       setResult(answer);
       onRetried();
     }
   };
+  const ids = shown ? retriable(shown.results) : [];
 
   return (
     <section class="bulk" aria-labelledby="bulk-heading">
-      <h2 id="bulk-heading">Retry {status} jobs</h2>
+      <h2 id="bulk-heading">Retry {picked.length > 0 ? "picked" : (byStatus ?? "failed")} jobs</h2>
+      {picked.length === 0 && !byStatus && (
+        <p class="hint">Pick failed or partial_failure jobs in the table to retry them.</p>
+      )}
       <div class="actions">
         <TargetSelect id="bulk-target" label="Retry on" value={target} onChange={setTarget} />
-        <button type="button" disabled={busy} onClick={dryRun}>
-          Dry run
-        </button>
-        {preview && (
-          <button type="button" disabled={busy || preview.length === 0} onClick={retry}>
-            Retry {preview.length} jobs
+        {picked.length > 0 && (
+          <button type="button" disabled={busy} onClick={() => dryRun(true)}>
+            Dry run {picked.length} picked
+          </button>
+        )}
+        {byStatus && (
+          <button type="button" disabled={busy} onClick={() => dryRun(false)}>
+            Dry run all {byStatus}
+          </button>
+        )}
+        {shown && (
+          <button type="button" disabled={busy || ids.length === 0} onClick={retry}>
+            Retry {ids.length} jobs
           </button>
         )}
       </div>
@@ -73,31 +122,23 @@ export function BulkRetry({ status, onRetried }: Props) {
           {error}
         </p>
       )}
-      {preview && (
-        <p role="status">
-          Dry run: {preview.length} of the oldest {status} jobs (up to {LIMIT}) would be retried on{" "}
-          {target}. Nothing was written.
-        </p>
+      {shown && (
+        <>
+          <p role="status">
+            {shown.picked
+              ? `Dry run: ${ids.length} of the ${picked.length} picked jobs would be retried on ${target}.`
+              : `Dry run: ${ids.length} of the oldest ${byStatus} jobs (up to ${LIMIT}) would be retried on ${target}.`}{" "}
+            Nothing was written.
+          </p>
+          {shown.picked && <ResultList results={shown.results} />}
+        </>
       )}
       {result && (
         <>
           <p role="status">
             Retried {result.results.filter((r) => r.outcome === "retried").length} jobs.
           </p>
-          <ul class="results">
-            {result.results.map((r) => (
-              <li>
-                <a href={jobHref(r.source_job_id)}>{r.source_job_id}</a>{" "}
-                {r.job_id ? (
-                  <>
-                    → <a href={jobHref(r.job_id)}>{r.job_id}</a>
-                  </>
-                ) : (
-                  `${r.outcome}${r.error ? `: ${r.error}` : ""}`
-                )}
-              </li>
-            ))}
-          </ul>
+          <ResultList results={result.results} />
         </>
       )}
     </section>

@@ -4,15 +4,43 @@ import { TableHead } from "./table-head";
 
 export const when = (timestamp: string) => new Date(timestamp).toLocaleString();
 
-export function JobTable({ jobs }: { jobs: JobList["items"] }) {
+type Job = JobList["items"][number];
+
+/** A job a bulk retry may pick: one that ended failed or partly failed. */
+export const pickable = (job: Job) => job.status === "failed" || job.status === "partial_failure";
+
+type Props = {
+  jobs: Job[];
+  /** The picked job ids, and how to pick or unpick some: a checkbox on each pickable row. */
+  picked?: string[];
+  onPick?: (ids: string[], picked: boolean) => void;
+};
+
+export function JobTable({ jobs, picked = [], onPick }: Props) {
   if (jobs.length === 0) return <p>No jobs.</p>;
+  const picking = onPick !== undefined && jobs.some(pickable);
+  const columns = ["Id", "Operation", "Target", "Status", "Attempt", "Created"];
   return (
     <table>
       <caption class="visually-hidden">Jobs, newest first</caption>
-      <TableHead columns={["Id", "Operation", "Target", "Status", "Attempt", "Created"]} />
+      <TableHead columns={picking ? ["Pick", ...columns] : columns} />
       <tbody>
         {jobs.map((job) => (
           <tr>
+            {picking && (
+              <td>
+                {pickable(job) && (
+                  <input
+                    type="checkbox"
+                    aria-label={`Pick job ${job.id}`}
+                    checked={picked.includes(job.id)}
+                    onChange={(event: Event) =>
+                      onPick?.([job.id], (event.target as HTMLInputElement).checked)
+                    }
+                  />
+                )}
+              </td>
+            )}
             <td>
               <a href={jobHref(job.id)} class="mono">
                 {job.id}

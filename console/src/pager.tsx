@@ -1,9 +1,12 @@
 import type { Child } from "hono/jsx";
-import { useState } from "hono/jsx/dom";
+import { useScopedState } from "./scoped-state";
 
-/** Cursor paging: the cursor of the page shown (undefined: the first), and moves. */
-export function useCursor() {
-  const [cursors, setCursors] = useState<string[]>([]);
+/**
+ * Cursor paging: the cursor of the page shown (undefined: the first), and moves. A new `scope`
+ * (other filters) starts again at the first page.
+ */
+export function useCursor(scope = "") {
+  const [cursors, setCursors] = useScopedState<string[]>(scope, () => []);
   return {
     cursor: cursors.at(-1),
     first: () => setCursors([]),

@@ -9,7 +9,7 @@ import {
   type RetryPolicy,
 } from "../schemas/job";
 import { pageOf } from "../schemas/paging";
-import { cancelledEventsSql, OPEN_STATES, refreshJobs, targetFound } from "./agents";
+import { cancelledEventsSql, HELD_JOB_SEQS, OPEN_STATES, refreshJobs, targetFound } from "./agents";
 import {
   findStoredResponse,
   type IdempotencyUse,
@@ -761,6 +761,10 @@ export type ListQuery = {
   /** false: only jobs waiting for their `not_before`; true: only jobs not waiting. */
   due?: boolean | undefined;
   retries_exhausted?: boolean | undefined;
+  /** Only jobs submitted for exactly this target. */
+  target?: string | undefined;
+  /** Only jobs this agent holds now. */
+  held_by?: string | undefined;
   limit: number;
   offset: number;
   /** Only jobs before this `seq` (a previous page's `next_cursor`). */
@@ -772,11 +776,17 @@ const WAITING = "not_before IS NOT NULL AND status = 'unprocessed' AND not_befor
 const EXHAUSTED = "retries_exhausted = 1";
 
 /**
- * A page of jobs, newest first; one round trip. Counts come from the counters table, from a
- * partial index (jobs waiting, dead letters: their number, not the table's), or within a retry
- * chain through its own index; a negative filter is counted as the counter less its complement.
+ * A page of jobs, newest first, and the store revision it was read at; one round trip (a
+ * transaction, so the revision is the page's). Counts come from the counters table, from a
+ * partial index (jobs waiting, dead letters: their number, not the table's), or through the
+ * filter's own index (a retry chain, an agent's held jobs); a target's from its own counters; a
+ * negative filter is counted as the counter less its complement.
  */
-export async function listJobs(db: Db, query: ListQuery, now: string): Promise<JobPage> {
+export async function listJobs(
+  db: Db,
+  query: ListQuery,
+  now: string,
+): Promise<{ page: JobPage; revision: number }> {
   const params: unknown[] = [];
   const where: string[] = [];
   const bind = (sql: string, value: unknown) => {
@@ -784,6 +794,10 @@ export async function listJobs(db: Db, query: ListQuery, now: string): Promise<J
     where.push(sql.replace("?", `?${params.length}`));
   };
   let index = query.status ? "INDEXED BY jobs_status_seq" : "";
+  if (query.target !== undefined) {
+    bind("target_hostname = ?", query.target);
+    index = "INDEXED BY jobs_target_seq";
+  }
   if (query.root_job_id !== undefined) {
     bind("root_job_id = ?", query.root_job_id);
     index = "INDEXED BY jobs_root_seq";
@@ -804,9 +818,18 @@ export async function listJobs(db: Db, query: ListQuery, now: string): Promise<J
     if (!lineage && query.due !== false) index = "INDEXED BY jobs_exhausted_seq";
   }
   if (query.retries_exhausted === false) where.push(`NOT (${EXHAUSTED})`);
+  if (query.held_by !== undefined) {
+    // The few jobs an agent holds are found by rowid from its own rows, whatever else filters.
+    bind(`seq IN (${HELD_JOB_SEQS})`, query.held_by);
+    index = "NOT INDEXED";
+  }
   const clause = where.length > 0 ? `WHERE ${where.join(" AND ")}` : "";
   // Counted directly when the matching jobs are found through an index of their own.
-  const counted = lineage || query.due === false || query.retries_exhausted === true;
+  const counted =
+    lineage ||
+    query.held_by !== undefined ||
+    query.due === false ||
+    query.retries_exhausted === true;
   const filterParams = [...params];
   const page = [...where];
   if (query.cursor !== undefined) {
@@ -816,26 +839,39 @@ export async function listJobs(db: Db, query: ListQuery, now: string): Promise<J
   // One row more than the page: it tells whether this page is the last.
   params.push(query.limit + 1, query.offset);
   const pageClause = page.length > 0 ? `WHERE ${page.join(" AND ")}` : "";
-  // A negative filter's complement, counted through its partial index.
-  const ofStatus = (n: number) => (query.status ? ` AND status = ?${n}` : "");
-  const statusParam = query.status ? [query.status] : [];
+  // Otherwise from the counters (of a target, when one is asked for), less a negative filter's
+  // complement, counted through its partial index, within the status and target asked for.
+  const kept = [
+    ...(query.status ? [{ sql: "status", value: query.status }] : []),
+    ...(query.target !== undefined ? [{ sql: "target_hostname", value: query.target }] : []),
+  ];
+  const keptSql = (first: number) => kept.map((k, i) => ` AND ${k.sql} = ?${first + i}`).join("");
+  const keptValues = kept.map((k) => k.value);
+  const targetCount =
+    query.target === undefined
+      ? []
+      : [
+          db
+            .prepare(`SELECT COALESCE(SUM(n), 0) AS n FROM job_target_counts WHERE 1${keptSql(1)}`)
+            .bind(...keptValues),
+        ];
   const complement = [
     ...(query.due === true
       ? [
           db
             .prepare(
-              `SELECT COUNT(*) AS n FROM jobs INDEXED BY jobs_waiting WHERE ${WAITING}${ofStatus(2)}`,
+              `SELECT COUNT(*) AS n FROM jobs INDEXED BY jobs_waiting WHERE ${WAITING}${keptSql(2)}`,
             )
-            .bind(now, ...statusParam),
+            .bind(now, ...keptValues),
         ]
       : []),
     ...(query.retries_exhausted === false
       ? [
           db
             .prepare(
-              `SELECT COUNT(*) AS n FROM jobs INDEXED BY jobs_exhausted_seq WHERE ${EXHAUSTED}${ofStatus(1)}`,
+              `SELECT COUNT(*) AS n FROM jobs INDEXED BY jobs_exhausted_seq WHERE ${EXHAUSTED}${keptSql(1)}`,
             )
-            .bind(...statusParam),
+            .bind(...keptValues),
         ]
       : []),
   ];
@@ -849,21 +885,30 @@ export async function listJobs(db: Db, query: ListQuery, now: string): Promise<J
       .bind(...params),
     ...(counted
       ? [db.prepare(`SELECT COUNT(*) AS n FROM jobs ${index} ${clause}`).bind(...filterParams)]
-      : complement),
+      : [...targetCount, ...complement]),
+    db.prepare(`SELECT ${CURRENT_REVISION} AS revision`),
   ]);
   const status_counts = Object.fromEntries(JOB_STATUSES.map((s) => [s, 0])) as StatusCounts;
   for (const row of (results[0]?.results ?? []) as { status: JobStatus; n: number }[])
     status_counts[row.status] = row.n;
   const countOf = (i: number) => (results[i]?.results[0] as { n: number } | undefined)?.n ?? 0;
-  const base = query.status
-    ? status_counts[query.status]
-    : Object.values(status_counts).reduce((sum, n) => sum + n, 0);
+  const base =
+    targetCount.length > 0
+      ? countOf(2)
+      : query.status
+        ? status_counts[query.status]
+        : Object.values(status_counts).reduce((sum, n) => sum + n, 0);
+  const first = 2 + targetCount.length;
   const total_items = counted
     ? countOf(2)
-    : base - complement.reduce((sum, _, i) => sum + countOf(2 + i), 0);
+    : base - complement.reduce((sum, _, i) => sum + countOf(first + i), 0);
   const rows = (results[1]?.results ?? []) as (JobRow & { seq: number })[];
   const { items, next_cursor } = pageOf(rows, query.limit, (row) => String(row.seq));
-  return { total_items, status_counts, items: items.map(toJobSummary), next_cursor };
+  const revision = (results.at(-1)?.results[0] as { revision: number } | undefined)?.revision ?? 0;
+  return {
+    page: { total_items, status_counts, items: items.map(toJobSummary), next_cursor },
+    revision,
+  };
 }
 
 /** An event with its position (commit order, unique across jobs). */

@@ -23,10 +23,17 @@ export function ifMatchRevisions(header: string | undefined): number[] | undefin
   });
 }
 
-/** Whether If-None-Match matches the current revision (weak comparison). */
-export function noneMatchHits(header: string | undefined, revision: number): boolean {
+/**
+ * A job list's strong ETag: the store revision it was read at. Its own shape, so a list's tag is
+ * never taken for a job's.
+ */
+export function listEtagOf(revision: number): string {
+  return `"s${revision}"`;
+}
+
+/** Whether If-None-Match matches the current ETag (weak comparison). */
+export function noneMatchHits(header: string | undefined, current: string): boolean {
   if (header === undefined) return false;
   if (header.trim() === "*") return true;
-  const current = etagOf(revision);
   return tags(header).some((tag) => tag.replace(/^W\//, "") === current);
 }

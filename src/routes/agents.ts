@@ -59,6 +59,7 @@ function toAgent(row: AgentRow, now: number, ttlSeconds: number) {
     state:
       Date.parse(row.last_seen) > now - ttlSeconds * 1000 ? ("ready" as const) : ("stale" as const),
     owner_key_prefix: row.owner_key_prefix,
+    held_jobs: row.held_jobs,
   };
 }
 

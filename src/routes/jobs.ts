@@ -22,12 +22,13 @@ import {
   retryJobs,
   type WriteResult,
 } from "../db/jobs";
+import { currentRevision } from "../db/revision";
 import type { Db } from "../db/session";
 import { assertScope } from "../middleware/auth";
 import { ApiError } from "../middleware/errors";
 import { idempotencyOf, replayOf } from "../middleware/idempotency";
 import { noteWrite } from "../middleware/logging";
-import { etagOf, ifMatchRevisions, noneMatchHits } from "../middleware/preconditions";
+import { etagOf, ifMatchRevisions, listEtagOf, noneMatchHits } from "../middleware/preconditions";
 import { chargeWrites } from "../middleware/rate-limit";
 import { sentBody } from "../middleware/utf8-body";
 import { errorResponses } from "../schemas/error";
@@ -119,7 +120,7 @@ async function checkNoneMatch(db: Db, id: string, header: string | undefined): P
   if (header === undefined) return;
   const state = await findJobState(db, id);
   if (state === null) throw notFound(id);
-  if (noneMatchHits(header, state.revision)) throw preconditionFailed(id, state.revision);
+  if (noneMatchHits(header, etagOf(state.revision))) throw preconditionFailed(id, state.revision);
 }
 
 /**
@@ -182,13 +183,31 @@ export const listJobsRoute = createRoute({
   tags: ["jobs"],
   summary: "List jobs",
   description:
-    "Newest first. `total_items` counts the jobs matching the filter; `status_counts` counts every job by status, whatever the filter. `retry_of` and `root_job_id` select a retry chain.",
+    'Newest first. `total_items` counts the jobs matching the filter; `status_counts` counts every job by status, whatever the filter. `retry_of` and `root_job_id` select a retry chain, `target` the jobs of one target, `held_by` what an agent holds; filters combine. Sends a strong `ETag` (`"s<store revision>"`, the same for every page and filter: any write to jobs changes it); with a matching `If-None-Match` the answer is 304, having read the revision alone. A list with `due` depends on the clock: it has no ETag and is always sent.',
   ...requires("job:read"),
-  request: { query: ListJobsQuerySchema },
+  request: {
+    query: ListJobsQuerySchema,
+    headers: z.object({
+      "if-none-match": z
+        .string()
+        .optional()
+        .openapi({ description: 'An ETag from an earlier list, for example `"s42"`' }),
+    }),
+  },
   responses: {
     200: {
       description: "A page of jobs",
+      headers: {
+        ETag: {
+          description: "The store revision the page was read at, as a strong entity tag",
+          schema: string,
+        },
+      },
       content: { "application/json": { schema: JobListSchema } },
+    },
+    304: {
+      description: "Nothing changed since the ETag in If-None-Match",
+      headers: { ETag: { description: "The current entity tag", schema: string } },
     },
     ...errorResponses(400, 401, 403, 429, 500, 503),
   },
@@ -367,9 +386,22 @@ export const jobs = createRouter()
     c.header("Location", `/job/${job.job_id}`);
     return c.json(job, 201);
   })
-  .openapi(listJobsRoute, async (c) =>
-    c.json(await listJobs(c.var.db, c.req.valid("query"), new Date().toISOString()), 200),
-  )
+  .openapi(listJobsRoute, async (c) => {
+    const query = c.req.valid("query");
+    const now = new Date().toISOString();
+    if (query.due !== undefined) return c.json((await listJobs(c.var.db, query, now)).page, 200);
+    const ifNoneMatch = c.req.header("If-None-Match");
+    if (ifNoneMatch !== undefined) {
+      const etag = listEtagOf(await currentRevision(c.var.db));
+      if (noneMatchHits(ifNoneMatch, etag)) {
+        c.header("ETag", etag);
+        return c.body(null, 304);
+      }
+    }
+    const { page, revision } = await listJobs(c.var.db, query, now);
+    c.header("ETag", listEtagOf(revision));
+    return c.json(page, 200);
+  })
   .openapi(retryJobsRoute, async (c) => {
     const body = c.req.valid("json");
     const source: BulkRetrySource =
@@ -491,7 +523,8 @@ export const jobs = createRouter()
     const job = await findJob(c.var.db, id);
     if (!job) throw notFound(id);
     c.header("ETag", etagOf(job.revision));
-    if (noneMatchHits(c.req.header("If-None-Match"), job.revision)) return c.body(null, 304);
+    if (noneMatchHits(c.req.header("If-None-Match"), etagOf(job.revision)))
+      return c.body(null, 304);
     return c.json(job, 200);
   })
   .openapi(deleteJobRoute, async (c) => {

@@ -92,6 +92,10 @@ export const AgentSchema = z
         "The prefix of the key that owns the hostname (the newest of its rotations); only that key may act as the agent. Null for an agent registered before ownership existed: the first key to act as it becomes its owner.",
       example: "jobs_k3v9x0m2p7qa",
     }),
+    held_jobs: z.number().int().min(0).openapi({
+      description:
+        "How many jobs the agent holds (acknowledged or started, not yet ended): `GET /job?held_by=` lists them",
+    }),
   })
   .openapi("Agent", {
     example: {
@@ -101,6 +105,7 @@ export const AgentSchema = z
       last_seen: "2026-11-28T10:05:00.456Z",
       state: "ready",
       owner_key_prefix: "jobs_k3v9x0m2p7qa",
+      held_jobs: 2,
     },
   });
 

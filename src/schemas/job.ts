@@ -1,6 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { EVENT_NAMES, JOB_STATUSES } from "../domain/status";
-import { TARGET } from "../domain/target";
+import { HOSTNAME, TARGET } from "../domain/target";
 import { TOO_LARGE } from "./error";
 import { cursorParameter, limitParameter, NextCursorSchema, queryInteger } from "./paging";
 import { Timestamp } from "./timestamp";
@@ -257,6 +257,16 @@ export const ListJobsQuerySchema = z
     }),
     retries_exhausted: BooleanQuery.optional().openapi({
       description: "`true`: only dead letters (their policy's attempts ran out)",
+    }),
+    target: TargetSchema.optional().openapi({
+      description:
+        "Only jobs submitted for exactly this target (`_any`, `_all`, a hostname or a `key:value` label selector, as stored: no label matching)",
+      example: "web-01",
+    }),
+    held_by: z.string().regex(HOSTNAME, "must be a hostname").optional().openapi({
+      description:
+        "Only jobs this agent holds: its delivery is acknowledged or started (a lease that ran out counts until the job is handed out again or swept)",
+      example: "web-01",
     }),
   })
   .refine((query) => query.cursor === undefined || query.offset === 0, {

@@ -52,7 +52,7 @@ test("/console is served without a key and asks for one", async () => {
   assert.equal(response?.status(), 200);
   assert.equal(await page.title(), "Job console");
   await page.getByLabel("API key").waitFor();
-  await noAxeViolations("sign-in");
+  await noAxeViolations(page, "sign-in");
 });
 
 test("a wrong key is refused in plain words and nothing is kept", async () => {
@@ -75,7 +75,7 @@ test("sign in, filter to failed, open the failed job, retry it on another agent,
   const row = page.locator("tbody tr", { hasText: failedId });
   await row.waitFor();
   assert.equal(await page.locator("tbody tr").filter({ hasNotText: "failed" }).count(), 0);
-  await noAxeViolations("jobs table");
+  await noAxeViolations(page, "jobs table");
   await screenshot("console-jobs.png");
 
   await row.getByRole("link", { name: failedId }).click();
@@ -90,7 +90,7 @@ test("sign in, filter to failed, open the failed job, retry it on another agent,
   const newId = await link.textContent();
   assert.notEqual(newId, failedId);
   await page.getByRole("link", { name: `retried as ${newId} →` }).waitFor();
-  await noAxeViolations("job page");
+  await noAxeViolations(page, "job page");
   await screenshot("console-job.png");
 
   await link.click();
@@ -114,7 +114,7 @@ test("bulk retry of the failed jobs: the dry run first, then a result per job", 
     .filter({ hasText: `Dry run: ${expected} of the oldest failed jobs` })
     .waitFor();
   assert.equal((await api("GET", "/job?status=failed&limit=1")).total_items, total_items);
-  await noAxeViolations("bulk retry dry run");
+  await noAxeViolations(page, "bulk retry dry run");
 
   await page.getByRole("button", { name: `Retry ${expected} jobs` }).click();
   await page
@@ -131,10 +131,11 @@ test("bulk retry of the failed jobs: the dry run first, then a result per job", 
 
 test("the agents page lists the agent with its state and labels; labels are retry targets", async () => {
   await page.getByRole("link", { name: "Agents", exact: true }).click();
+  await page.getByRole("heading", { name: "Agents" }).waitFor();
   const row = page.locator("tbody tr", { hasText: hostname });
   await row.waitFor();
   assert.match(await row.textContent(), /ready.*group:console\.test/);
-  await noAxeViolations("agents page");
+  await noAxeViolations(page, "agents page");
   await page.goto(`${BASE}/console/#/job/${failedId}`);
   await page.locator("#retry-target option", { hasText: "group:console.test" }).waitFor({
     state: "attached",

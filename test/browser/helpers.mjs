@@ -38,16 +38,7 @@ export async function openPage({ height = 800, permissions = [] } = {}) {
 
 /** A job with `operation` for `hostname`, which that agent claimed and reported failed with `error`. */
 export async function failedJobOn(hostname, operation, error) {
-  const { job_id } = await api("POST", "/job", { operation, target_hostname: hostname });
-  const { jobs } = await api("POST", `/agent/${hostname}/claim`, { limit: 100 });
-  const lease = jobs.find((job) => job.id === job_id)?.lease_token;
-  assert.ok(lease, "the agent claimed the job");
-  await api("POST", `/agent/${hostname}/job/${job_id}/event`, {
-    event: "failed",
-    lease_token: lease,
-    error,
-  });
-  return job_id;
+  return (await claimedJobs(hostname, [operation], error))[0];
 }
 
 /** Fails on any axe-core violation on the page as it is now. */
@@ -58,4 +49,26 @@ export async function assertNoAxeViolations(page, what) {
     return violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
   });
   assert.deepEqual(violations, [], `axe on ${what}`);
+}
+
+/**
+ * A job per operation for `hostname`, each claimed by its agent and, when `error` is given,
+ * reported failed with it; their ids, oldest first.
+ */
+export async function claimedJobs(hostname, operations, error) {
+  const ids = [];
+  for (const operation of operations)
+    ids.push((await api("POST", "/job", { operation, target_hostname: hostname })).job_id);
+  const { jobs } = await api("POST", `/agent/${hostname}/claim`, { limit: 100 });
+  for (const id of ids) {
+    const lease = jobs.find((job) => job.id === id)?.lease_token;
+    assert.ok(lease, `the agent claimed ${id}`);
+    if (error !== undefined)
+      await api("POST", `/agent/${hostname}/job/${id}/event`, {
+        event: "failed",
+        lease_token: lease,
+        error,
+      });
+  }
+  return ids;
 }

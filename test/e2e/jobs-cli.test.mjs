@@ -50,6 +50,40 @@ test("job list: a table for people, the API's JSON with --json", async () => {
   assert.equal(typeof page.status_counts.unprocessed, "number");
 });
 
+test("job list --target and --held-by: the jobs for one target, and what an agent holds", async () => {
+  const hostname = `cli-held-${Date.now()}`;
+  await api("PUT", `/agent/${hostname}`, {});
+  const made = [];
+  for (const n of [1, 2])
+    made.push(
+      (
+        await api("POST", "/job", {
+          operation: { type: `cli.held.${n}` },
+          target_hostname: hostname,
+        })
+      ).job_id,
+    );
+  const listed = async (...args) => {
+    const result = await cli(["job", "list", ...args, "--limit", "100", "--json"]);
+    assert.equal(result.code, 0, result.stderr);
+    return JSON.parse(result.stdout).items.map((job) => job.id);
+  };
+  assert.deepEqual(await listed("--target", hostname), [...made].reverse());
+  assert.deepEqual(await listed("--held-by", hostname), []);
+  const { jobs } = await api("POST", `/agent/${hostname}/claim`, { limit: 100 });
+  const mine = jobs.map((job) => job.id).filter((id) => made.includes(id));
+  assert.deepEqual(mine.sort(), [...made].sort());
+  const held = await listed("--held-by", hostname);
+  assert.ok(
+    made.every((id) => held.includes(id)),
+    held.join(" "),
+  );
+  assert.equal(held.length, jobs.length);
+  const bad = await cli(["job", "list", "--target", "gr@up:web"]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /target/);
+});
+
 test("job get: fields and timeline; --json is the job (with changed)", async () => {
   const id = await createJob("cli.get");
   const shown = await cli(["job", "get", id]);
