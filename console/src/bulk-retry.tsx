@@ -1,4 +1,4 @@
-import { useState } from "hono/jsx/dom";
+import { useRef, useState } from "hono/jsx/dom";
 import { type BulkRetryResult, call, message } from "./api";
 import { jobHref } from "./route";
 import { TargetSelect } from "./target-select";
@@ -54,7 +54,11 @@ export function BulkRetry({ status, picked, onRetried }: Props) {
   const scope = `${target} ${status} ${picked.join(",")}`;
   const shown = preview?.scope === scope ? preview : null;
 
+  // No second request while one is on its way: a double click retries the jobs once.
+  const sending = useRef(false);
   const send = async (body: object, idempotent: boolean) => {
+    if (sending.current) return null;
+    sending.current = true;
     setBusy(true);
     setError("");
     try {
@@ -72,6 +76,7 @@ export function BulkRetry({ status, picked, onRetried }: Props) {
       setError(message(failure));
       return null;
     } finally {
+      sending.current = false;
       setBusy(false);
     }
   };

@@ -1,4 +1,4 @@
-import { useState } from "hono/jsx/dom";
+import { useRef, useState } from "hono/jsx/dom";
 import { call, type Job, type JobAccepted, message } from "./api";
 import { Checkbox } from "./checkbox";
 import { LiveJobStatus } from "./live-job-status";
@@ -10,7 +10,8 @@ type Props = { job: Job; onRetried: () => void };
 
 /**
  * Retry to `_any`, `_all`, the job's own target or a registered agent, with the operation as it was
- * or changed; one Idempotency-Key per click.
+ * or changed; one Idempotency-Key per click, and no second request while one is on its way (a
+ * double click makes one job: the disabled button comes a render too late to stop the second click).
  */
 export function RetryForm({ job, onRetried }: Props) {
   const [target, setTarget] = useState(job.target_hostname);
@@ -19,9 +20,11 @@ export function RetryForm({ job, onRetried }: Props) {
   const [resetAttempts, setResetAttempts] = useState(false);
   const [result, setResult] = useState<{ id?: string; error?: string; invalid?: boolean }>({});
   const [busy, setBusy] = useState(false);
+  const sending = useRef(false);
 
   const retry = async (event: Event) => {
     event.preventDefault();
+    if (sending.current) return;
     const change = operationChange(job.operation, operation, asPatch);
     if ("invalid" in change) {
       setResult({ error: change.invalid, invalid: true });
@@ -29,6 +32,7 @@ export function RetryForm({ job, onRetried }: Props) {
     }
     setResult({});
     setBusy(true);
+    sending.current = true;
     try {
       const { body } = await call<JobAccepted>(`/job/${job.id}/retry`, {
         method: "POST",
@@ -44,6 +48,7 @@ export function RetryForm({ job, onRetried }: Props) {
     } catch (failure) {
       setResult({ error: message(failure) });
     } finally {
+      sending.current = false;
       setBusy(false);
     }
   };

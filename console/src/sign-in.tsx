@@ -3,8 +3,13 @@ import { call, message, session } from "./api";
 
 type Props = { notice: string; onSignedIn: () => void };
 
+/**
+ * The sign-in form; `notice` says why the console came back here (a 401's reason). It is read on
+ * every render, not copied into state once: the notice may arrive after the form first renders.
+ */
 export function SignIn({ notice, onSignedIn }: Props) {
-  const [error, setError] = useState(notice);
+  const [failed, setError] = useState("");
+  const error = failed || notice;
   const [busy, setBusy] = useState(false);
   const submit = async (event: Event) => {
     event.preventDefault();

@@ -102,6 +102,27 @@ test("sign in, filter to failed, open the failed job, retry it on another agent,
   assert.equal(job.attempt, 2);
 });
 
+test("a double click on Retry sends one request and makes one job", async () => {
+  const id = await failedJob();
+  await page.goto(`${BASE}/console/#/job/${id}`);
+  await page.getByRole("heading", { name: `Job ${id}` }).waitFor();
+  const posts = [];
+  const onRequest = (request) => {
+    if (request.method() === "POST" && new URL(request.url()).pathname === `/job/${id}/retry`)
+      posts.push(request);
+  };
+  page.on("request", onRequest);
+  // Two clicks in one task: the second comes before any render could disable the button.
+  await page
+    .getByRole("button", { name: "Retry", exact: true })
+    .evaluate((button) => [button.click(), button.click()]);
+  await page.getByRole("status").getByRole("link").waitFor();
+  await page.waitForTimeout(500);
+  page.off("request", onRequest);
+  assert.equal(posts.length, 1);
+  assert.equal((await api("GET", `/job/${id}`)).retried_as.length, 1);
+});
+
 test("bulk retry of the failed jobs: the dry run first, then a result per job", async () => {
   const more = [await failedJob(), await failedJob()];
   const { total_items } = await api("GET", "/job?status=failed&limit=1");
