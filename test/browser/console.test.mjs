@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { ADMIN, api, BASE } from "../e2e/helpers.mjs";
-import { assertNoAxeViolations, failedJobOn, openPage } from "./helpers.mjs";
+import { assertNoAxeViolations, claimedJobs, failedJobOn, openPage } from "./helpers.mjs";
 
 const shots =
   process.env.SCREENSHOTS_DIR ?? fileURLToPath(new URL("../../test-results/", import.meta.url));
@@ -39,6 +39,14 @@ before(async () => {
   assert.ok(BASE && ADMIN, "run through scripts/e2e-test.mjs (E2E_URL, E2E_ADMIN_KEY)");
   await api("PUT", `/agent/${hostname}`, { labels: { group: "console.test" } });
   await api("PUT", `/agent/${other}`, { labels: { group: "console.other" } });
+  // A few jobs around the one the tests act on, so the table (and its screenshot) has company.
+  await api("POST", "/job", { operation: { type: "node.uptime.get" }, target_hostname: "_any" });
+  await claimedJobs(other, [{ type: "node.disk.get", data: { path: "/var" } }]);
+  await failedJobOn(
+    other,
+    { type: "package.install", data: { name: "nginx-extras" } },
+    "E: Unable to locate package nginx-extras",
+  );
   failedId = await failedJob();
   ({ browser, page, pageErrors } = await openPage());
 });
