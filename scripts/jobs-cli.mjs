@@ -395,9 +395,13 @@ const SILENT_MS = 60_000;
 async function* sseMessages(body, heard) {
   const decoder = new TextDecoder();
   let buffer = "";
+  // A CR that ends a chunk waits for the next: it may be the first half of a CRLF.
+  let pending = "";
   for await (const chunk of body) {
     heard();
-    buffer += decoder.decode(chunk, { stream: true }).replace(/\r\n?/g, "\n");
+    const text = pending + decoder.decode(chunk, { stream: true });
+    pending = text.endsWith("\r") ? "\r" : "";
+    buffer += text.slice(0, text.length - pending.length).replace(/\r\n?/g, "\n");
     for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
       const message = {};
       for (const line of buffer.slice(0, end).split("\n")) {

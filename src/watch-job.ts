@@ -45,8 +45,12 @@ async function* chunks(body: ReadableStream<Uint8Array>) {
 async function* sseMessages(body: ReadableStream<Uint8Array>) {
   const decoder = new TextDecoder();
   let buffer = "";
+  // A CR that ends a chunk waits for the next: it may be the first half of a CRLF.
+  let pending = "";
   for await (const chunk of chunks(body)) {
-    buffer += decoder.decode(chunk, { stream: true }).replace(/\r\n?/g, "\n");
+    const text = pending + decoder.decode(chunk, { stream: true });
+    pending = text.endsWith("\r") ? "\r" : "";
+    buffer += text.slice(0, text.length - pending.length).replace(/\r\n?/g, "\n");
     for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
       const message: { id?: string; event?: string; data?: string } = {};
       for (const line of buffer.slice(0, end).split("\n")) {

@@ -72,6 +72,30 @@ describe("the typed client's watchJob", () => {
   });
 });
 
+describe("watchJob's reading of Server-Sent Events", () => {
+  it("takes CRLF line ends, also when a chunk ends between the CR and the LF", async () => {
+    const event = { id: "7", job_id: "j", event: "submitted", hostname: "", timestamp: "t" };
+    const text = `id: 7\r\nevent: job\r\ndata: ${JSON.stringify(event)}\r\n\r\nevent: end\r\ndata: {"job_id":"j","status":"completed"}\r\n\r\n`;
+    // Cut after every CR: a CR at a chunk's end must not count as a line end of its own.
+    const parts = text.split(/(?<=\r)/);
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (const part of parts) controller.enqueue(new TextEncoder().encode(part));
+        controller.close();
+      },
+    });
+    const fetchOnce: typeof fetch = async () =>
+      new Response(body, { headers: { "Content-Type": "text/event-stream" } });
+    const events = watchJob("http://jobs.test", "key", "j", { fetch: fetchOnce });
+    const first = await events.next();
+    expect(first).toEqual({ done: false, value: event });
+    expect(await events.next()).toEqual({
+      done: true,
+      value: { job_id: "j", status: "completed" },
+    });
+  });
+});
+
 describe("the typed client (hc with AppType) against the Worker", () => {
   it("covers retry policies, delays, changed operations and cancel", async () => {
     const api = await client();
