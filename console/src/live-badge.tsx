@@ -1,10 +1,10 @@
-import type { Live } from "./live-job";
+import { ENDED_RECHECK_SECONDS, type Live } from "./live-job";
 
 const WORDS = {
   connecting: "connecting…",
   live: "live",
   paused: "paused while the tab is hidden",
-  ended: "final: no more updates",
+  ended: `final, checked every ${ENDED_RECHECK_SECONDS} s`,
 };
 
 /** Whether the page follows the job's event stream, in a word. */

@@ -1,6 +1,10 @@
 import { useEffect, useRef, useState } from "hono/jsx/dom";
 import { watchJob } from "../../src/watch-job";
 import { call, type Job, message, refused, session } from "./api";
+import { useVisibleInterval } from "./visible-interval";
+
+/** How often the page of a job that has ended (no stream left) re-reads it, conditionally. */
+export const ENDED_RECHECK_SECONDS = 10;
 
 /** Where a job's live updates stand. */
 export type Live =
@@ -120,6 +124,12 @@ export function useLiveJob(id: string) {
       document.removeEventListener("visibilitychange", visibility);
     };
   }, [id]);
+
+  // A job that has ended streams no more, yet it may be retried elsewhere (another operator, the
+  // CLI): while the tab is visible its page re-reads it now and then, a 304 when nothing changed.
+  useVisibleInterval(ENDED_RECHECK_SECONDS, () => {
+    if (live.state === "ended") void refresh.current();
+  });
 
   return { job, etag: etag.current, error, live, refresh: () => refresh.current() };
 }

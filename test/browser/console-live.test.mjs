@@ -122,7 +122,7 @@ test("a job's page follows the agent's reports without reloading, and keeps the 
   await page
     .locator(".timeline li", { hasText: `Job completed successfully on ${hostname}` })
     .waitFor();
-  await badge().filter({ hasText: "final: no more updates" }).waitFor();
+  await badge().filter({ hasText: "final, checked every 10 s" }).waitFor();
   await until(async () => openStreams().length === 0, 5);
   assert.deepEqual(openStreams(), [], "the stream closed with the job's end");
 
@@ -214,10 +214,23 @@ test("retry, then the new job completes through the API: the answer shows it fin
   const lease = await claim(newId);
   await report(newId, lease, "completed");
   await answer.locator(".status-completed").waitFor();
-  await answer.getByText("final: no more updates").waitFor();
+  await answer.getByText("final, checked every 10 s").waitFor();
   await page.getByRole("link", { name: newId }).first().click();
   await page.getByRole("heading", { name: `Job ${newId}` }).waitFor();
   await pageStatus().filter({ hasText: "completed" }).waitFor();
+});
+
+test("a job that has ended is re-read now and then: a retry made elsewhere shows up", async () => {
+  const id = await failedJob();
+  await openJob(id);
+  await badge().filter({ hasText: "final, checked every 10 s" }).waitFor();
+  const { job_id: elsewhere } = await api("POST", `/job/${id}/retry`, {});
+  await page.getByRole("link", { name: `retried as ${elsewhere} →` }).waitFor({ timeout: 15_000 });
+  const reads = requests.filter((r) => r.method === "GET" && r.path === `/job/${id}`);
+  assert.ok(
+    reads.slice(1).every((r) => r.headers["if-none-match"]),
+    "every re-read is conditional",
+  );
 });
 
 test("a hidden tab stops the stream; shown again, it resumes after the last event", async () => {
