@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
-import { ADMIN, api, BASE } from "../e2e/helpers.mjs";
+import { ADMIN, api, BASE, useOwnAdminKey } from "../e2e/helpers.mjs";
 import { assertNoAxeViolations, claimedJobs, openPage } from "./helpers.mjs";
 
 const REFRESH_MS = 5000;
@@ -55,6 +55,7 @@ async function setVisibility(state) {
 
 before(async () => {
   assert.ok(BASE && ADMIN, "run through scripts/e2e-test.mjs (E2E_URL, E2E_ADMIN_KEY)");
+  await useOwnAdminKey("e2e-console-jobs");
   ({ browser, page, pageErrors } = await openPage({ height: 900 }));
   await page.goto(`${BASE}/console`);
   await page.getByLabel("API key").fill(ADMIN);
@@ -147,7 +148,13 @@ test("pick two failed jobs, dry run them, retry exactly those (a double click re
   await page
     .getByRole("button", { name: "Retry 2 jobs" })
     .evaluate((button) => [button.click(), button.click()]);
-  await page.getByRole("status").filter({ hasText: "Retried 2 jobs." }).waitFor();
+  // The answer, or the error the page shows instead (so a failure says why).
+  const outcome = page
+    .getByRole("status")
+    .filter({ hasText: "Retried 2 jobs." })
+    .or(page.locator(".bulk [role=alert]"));
+  await outcome.waitFor();
+  assert.equal(await outcome.textContent(), "Retried 2 jobs.");
   page.off("request", onRequest);
   assert.equal(retries.length, 1, "one request for a double click");
   for (const id of [first, second]) {

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
-import { ADMIN, api, BASE } from "../e2e/helpers.mjs";
+import { ADMIN, api, BASE, useOwnAdminKey } from "../e2e/helpers.mjs";
 import { assertNoAxeViolations, failedJobOn, openPage } from "./helpers.mjs";
 
 const run = randomUUID().slice(0, 8);
@@ -66,6 +66,7 @@ function confirmNext() {
 
 before(async () => {
   assert.ok(BASE && ADMIN, "run through scripts/e2e-test.mjs (E2E_URL, E2E_ADMIN_KEY)");
+  await useOwnAdminKey("e2e-console-keys");
   await api("PUT", `/agent/${hostname}`, { labels: {} });
   failedId = await failedJobOn(hostname, { type: "keys.test" }, "keys test failure");
   ({ browser, page, pageErrors } = await openPage({

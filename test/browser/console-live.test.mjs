@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
-import { ADMIN, api, BASE, until } from "../e2e/helpers.mjs";
+import { ADMIN, api, BASE, until, useOwnAdminKey } from "../e2e/helpers.mjs";
 import { assertNoAxeViolations, openPage } from "./helpers.mjs";
 
 const hostname = `live-${randomUUID().slice(0, 8)}`;
@@ -69,6 +69,7 @@ function setVisibility(state) {
 
 before(async () => {
   assert.ok(BASE && ADMIN, "run through scripts/e2e-test.mjs (E2E_URL, E2E_ADMIN_KEY)");
+  await useOwnAdminKey("e2e-console-live");
   await api("PUT", `/agent/${hostname}`, { labels: { group: "console-live.test" } });
   ({ browser, page, pageErrors } = await openPage());
   page.on("request", (request) => {

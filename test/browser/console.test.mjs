@@ -8,7 +8,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { ADMIN, api, BASE } from "../e2e/helpers.mjs";
+import { ADMIN, api, BASE, useOwnAdminKey } from "../e2e/helpers.mjs";
 import { assertNoAxeViolations, claimedJobs, failedJobOn, openPage } from "./helpers.mjs";
 
 const shots =
@@ -37,6 +37,7 @@ async function screenshot(name) {
 
 before(async () => {
   assert.ok(BASE && ADMIN, "run through scripts/e2e-test.mjs (E2E_URL, E2E_ADMIN_KEY)");
+  await useOwnAdminKey("e2e-console");
   await api("PUT", `/agent/${hostname}`, { labels: { group: "console.test" } });
   await api("PUT", `/agent/${other}`, { labels: { group: "console.other" } });
   // A few jobs around the one the tests act on, so the table (and its screenshot) has company.
