@@ -2,7 +2,10 @@ import { SCOPES } from "../../src/auth/api-key";
 import { type CreatedKey, call } from "./api";
 import { useRequest } from "./use-request";
 
-/** `POST /keys`: a name, its scopes and, optionally, days until it expires. */
+/**
+ * `POST /keys`: a name, its scopes and, optionally, days until it expires and the hostname
+ * patterns an agent key may act as (separated by commas or spaces).
+ */
 export function CreateKeyForm({ onCreated }: { onCreated: (key: CreatedKey) => void }) {
   const { busy, error, run } = useRequest();
 
@@ -11,6 +14,9 @@ export function CreateKeyForm({ onCreated }: { onCreated: (key: CreatedKey) => v
     const form = event.target as HTMLFormElement;
     const data = new FormData(form);
     const days = String(data.get("expires_in_days") ?? "").trim();
+    const hostnames = String(data.get("agent_hostnames") ?? "")
+      .split(/[\s,]+/)
+      .filter(Boolean);
     return run(async () => {
       const { body } = await call<CreatedKey>("/keys", {
         method: "POST",
@@ -18,6 +24,7 @@ export function CreateKeyForm({ onCreated }: { onCreated: (key: CreatedKey) => v
           name: String(data.get("name") ?? ""),
           scopes: data.getAll("scopes").map(String),
           ...(days ? { expires_in_days: Number(days) } : {}),
+          ...(hostnames.length > 0 ? { agent_hostnames: hostnames } : {}),
         },
       });
       form.reset();
@@ -40,6 +47,8 @@ export function CreateKeyForm({ onCreated }: { onCreated: (key: CreatedKey) => v
         </fieldset>
         <label for="key-days">Expires in days (empty: never)</label>
         <input id="key-days" name="expires_in_days" type="number" min={1} max={3650} />
+        <label for="key-agents">Agent hostnames (patterns such as web-*; empty: any)</label>
+        <input id="key-agents" name="agent_hostnames" placeholder="web-01, db-*" />
         <button type="submit" disabled={busy}>
           Create key
         </button>

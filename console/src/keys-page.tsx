@@ -104,7 +104,12 @@ export function KeysPage() {
                   {key.id === own?.id && <strong> (this key)</strong>}
                 </td>
                 <td class="mono">{key.prefix}</td>
-                <td>{key.scopes.join(", ")}</td>
+                <td>
+                  {key.scopes.join(", ")}
+                  {key.agent_hostnames && (
+                    <span class="hint"> (agents: {key.agent_hostnames.join(", ")})</span>
+                  )}
+                </td>
                 <td>{stateOf(key)}</td>
                 <td>{at(key.created_at, "")}</td>
                 <td>{at(key.expires_at, "never")}</td>

@@ -122,6 +122,32 @@ test("create a key: the secret is shown once, copied, and works against the API"
   assert.ok(!(await page.content()).includes(key), "the secret is not on the page again");
 });
 
+test("an agent key for some hostnames: it may act as those and no other", async () => {
+  const name = `agents-${run}`;
+  await page.getByLabel("Name").fill(name);
+  await page.getByLabel("agent:read").check();
+  await page.getByLabel("agent:write").check();
+  await page.getByLabel(/^Agent hostnames/).fill(`kiosk-${run}-*, edge-${run}`);
+  await page.getByRole("button", { name: "Create key" }).click();
+  await page.getByRole("heading", { name: `New key ${name}` }).waitFor();
+  const key = await shownSecret();
+  const self = await as(key, "GET", "/keys/self");
+  assert.deepEqual(self.body.agent_hostnames, [`kiosk-${run}-*`, `edge-${run}`]);
+  assert.match(
+    await row(self.body.prefix).textContent(),
+    new RegExp(`agents: kiosk-${run}-\\*, edge-${run}`),
+  );
+  const register = (hostname) =>
+    fetch(`${BASE}/agent/${hostname}`, {
+      method: "PUT",
+      headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+      body: "{}",
+    });
+  assert.equal((await register(`kiosk-${run}-7`)).status, 200);
+  assert.equal((await register(`db-${run}`)).status, 403);
+  await page.getByRole("button", { name: "Done" }).click();
+});
+
 test("rotate it: the new secret shown once; the old key keeps working for the grace period", async () => {
   await row(made.prefix)
     .getByRole("button", { name: /^Rotate/ })
