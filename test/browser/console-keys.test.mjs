@@ -95,7 +95,7 @@ test("an admin key: its name and scopes in the header, the Keys and Agents links
 
 test("create a key: the secret is shown once, copied, and works against the API", async () => {
   const name = `ci-${run}`;
-  await page.getByLabel("Name").fill(name);
+  await page.getByLabel("Name", { exact: true }).fill(name);
   await page.getByLabel("job:read").check();
   await page.getByLabel("job:write").check();
   await page.getByLabel(/^Expires in days/).fill("30");
@@ -124,7 +124,7 @@ test("create a key: the secret is shown once, copied, and works against the API"
 
 test("an agent key for some hostnames: it may act as those and no other", async () => {
   const name = `agents-${run}`;
-  await page.getByLabel("Name").fill(name);
+  await page.getByLabel("Name", { exact: true }).fill(name);
   await page.getByLabel("agent:read").check();
   await page.getByLabel("agent:write").check();
   await page.getByLabel(/^Agent hostnames/).fill(`kiosk-${run}-*, edge-${run}`);
