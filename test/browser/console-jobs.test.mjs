@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
 import { ADMIN, api, BASE, useOwnAdminKey } from "../e2e/helpers.mjs";
-import { assertNoAxeViolations, claimedJobs, openPage } from "./helpers.mjs";
+import { assertNoAxeViolations, claimedJobs, openPage, signIn } from "./helpers.mjs";
 
 const REFRESH_MS = 5000;
 const agent = (name) => `${name}-${randomUUID().slice(0, 8)}`;
@@ -57,10 +57,7 @@ before(async () => {
   assert.ok(BASE && ADMIN, "run through scripts/e2e-test.mjs (E2E_URL, E2E_ADMIN_KEY)");
   await useOwnAdminKey("e2e-console-jobs");
   ({ browser, page, pageErrors } = await openPage({ height: 900 }));
-  await page.goto(`${BASE}/console`);
-  await page.getByLabel("API key").fill(ADMIN);
-  await page.keyboard.press("Enter");
-  await page.getByText("Signed in as e2e-admin (admin)").waitFor();
+  await signIn(page);
 });
 
 after(async () => {

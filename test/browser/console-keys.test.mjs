@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
 import { ADMIN, api, BASE, useOwnAdminKey } from "../e2e/helpers.mjs";
-import { assertNoAxeViolations, failedJobOn, openPage } from "./helpers.mjs";
+import { assertNoAxeViolations, failedJobOn, openPage, signIn } from "./helpers.mjs";
 
 const run = randomUUID().slice(0, 8);
 const hostname = `console-keys-${run}`;
@@ -30,13 +30,6 @@ async function as(key, method, path) {
 }
 
 const noAxeViolations = (what) => assertNoAxeViolations(page, what);
-
-async function signIn(key, name) {
-  await page.goto(`${BASE}/console/#/jobs`);
-  await page.getByLabel("API key").fill(key);
-  await page.keyboard.press("Enter");
-  await page.getByText(`Signed in as ${name}`).waitFor();
-}
 
 async function signOut() {
   await page.getByRole("button", { name: "Sign out" }).click();
@@ -80,7 +73,7 @@ after(async () => {
 });
 
 test("an admin key: its name and scopes in the header, the Keys and Agents links, every action", async () => {
-  await signIn(ADMIN, "e2e-admin (admin)");
+  await signIn(page);
   await page.getByRole("link", { name: "Agents", exact: true }).waitFor();
   await page.getByRole("button", { name: /^failed \d+$/ }).click();
   await page.getByRole("button", { name: "Dry run" }).waitFor();
@@ -212,7 +205,7 @@ test("revoke a key after confirming: it is refused from then on", async () => {
 test("revoking the key you are signed in with says so, and signs out", async () => {
   const own = await api("POST", "/keys", { name: `own-${run}`, scopes: ["admin"] });
   await signOut();
-  await signIn(own.key, `own-${run} (admin)`);
+  await signIn(page, own.key, `own-${run} (admin)`);
   await page.getByRole("link", { name: "Keys", exact: true }).click();
   const asked = confirmNext();
   await row("(this key)")
@@ -231,7 +224,7 @@ test("revoking the key you are signed in with says so, and signs out", async () 
 
 test("a job:read key: its scopes in the header; no Retry, Cancel, Delete, bulk retry, Keys or Agents", async () => {
   const reader = await api("POST", "/keys", { name: `reader-${run}`, scopes: ["job:read"] });
-  await signIn(reader.key, `reader-${run} (job:read)`);
+  await signIn(page, reader.key, `reader-${run} (job:read)`);
   const nav = page.getByRole("navigation", { name: "Console" });
   await nav.getByRole("link", { name: "Jobs" }).waitFor();
   assert.deepEqual(await nav.getByRole("link").allTextContents(), ["Jobs"]);

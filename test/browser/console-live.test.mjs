@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
 import { ADMIN, api, BASE, until, useOwnAdminKey } from "../e2e/helpers.mjs";
-import { assertNoAxeViolations, openPage } from "./helpers.mjs";
+import { assertNoAxeViolations, openPage, signIn } from "./helpers.mjs";
 
 const hostname = `live-${randomUUID().slice(0, 8)}`;
 const restart = { type: "service.restart", data: { unit: "nginx", timeout: 30 } };
@@ -88,10 +88,7 @@ before(async () => {
   };
   page.on("requestfinished", closed);
   page.on("requestfailed", closed);
-  await page.goto(`${BASE}/console`);
-  await page.getByLabel("API key").fill(ADMIN);
-  await page.keyboard.press("Enter");
-  await page.getByText("Signed in as e2e-admin (admin)").waitFor();
+  await signIn(page);
 });
 
 after(async () => {

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
-import { api } from "../e2e/helpers.mjs";
+import { ADMIN, api, BASE } from "../e2e/helpers.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
@@ -34,6 +34,14 @@ export async function openPage({ height = 800, permissions = [] } = {}) {
   const pageErrors = [];
   page.on("pageerror", (error) => pageErrors.push(error.message));
   return { browser, page, pageErrors };
+}
+
+/** Opens the console and signs in with `key`; waits for the header to name the key as `shown`. */
+export async function signIn(page, key = ADMIN, shown = "e2e-admin (admin)") {
+  await page.goto(`${BASE}/console/#/jobs`);
+  await page.getByLabel("API key").fill(key);
+  await page.keyboard.press("Enter");
+  await page.getByText(`Signed in as ${shown}`).waitFor();
 }
 
 /** A job with `operation` for `hostname`, which that agent claimed and reported failed with `error`. */
