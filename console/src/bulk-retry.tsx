@@ -1,7 +1,8 @@
-import { useRef, useState } from "hono/jsx/dom";
-import { type BulkRetryResult, call, message } from "./api";
+import { useState } from "hono/jsx/dom";
+import { type BulkRetryResult, call } from "./api";
 import { jobHref } from "./route";
 import { TargetSelect } from "./target-select";
+import { useRequest } from "./use-request";
 
 const LIMIT = 100;
 
@@ -47,38 +48,25 @@ export function BulkRetry({ status, picked, onRetried }: Props) {
   const [target, setTarget] = useState("_any");
   const [preview, setPreview] = useState<Preview | null>(null);
   const [result, setResult] = useState<BulkRetryResult | null>(null);
-  const [error, setError] = useState("");
-  const [busy, setBusy] = useState(false);
+  // One request at a time: a double click retries the jobs once.
+  const { busy, error, run } = useRequest();
   const byStatus = status === "failed" || status === "partial_failure" ? status : null;
   // A dry run stands for the picks, status and target it was made with, and for nothing else.
   const scope = `${target} ${status} ${picked.join(",")}`;
   const shown = preview?.scope === scope ? preview : null;
 
-  // No second request while one is on its way: a double click retries the jobs once.
-  const sending = useRef(false);
   const send = async (body: object, idempotent: boolean) => {
-    if (sending.current) return null;
-    sending.current = true;
-    setBusy(true);
-    setError("");
-    try {
-      const headers: Record<string, string> = idempotent
-        ? { "Idempotency-Key": crypto.randomUUID() }
-        : {};
-      return (
-        await call<BulkRetryResult>("/job/retry", {
-          method: "POST",
-          body: { ...body, target_hostname: target },
-          headers,
-        })
-      ).body;
-    } catch (failure) {
-      setError(message(failure));
-      return null;
-    } finally {
-      sending.current = false;
-      setBusy(false);
-    }
+    const headers: Record<string, string> = idempotent
+      ? { "Idempotency-Key": crypto.randomUUID() }
+      : {};
+    const answer = await run(() =>
+      call<BulkRetryResult>("/job/retry", {
+        method: "POST",
+        body: { ...body, target_hostname: target },
+        headers,
+      }),
+    );
+    return answer?.body ?? null;
   };
   const dryRun = async (ofPicked: boolean) => {
     setResult(null);
