@@ -399,3 +399,41 @@ describe("the console's filters and refresh with 10,000 jobs", () => {
     );
   });
 });
+
+describe("jobs waiting for their time", () => {
+  it("cost a claim nothing: an agent with nothing due reads the same rows with 2,000 `_any` jobs waiting as with none", async () => {
+    const host = `waiting-${crypto.randomUUID().slice(0, 8)}`;
+    expectOneCall(await measure("PUT", `/agent/${host}`, { key, body: {} }), 200);
+    const claim = () => measure("POST", `/agent/${host}/claim`, { key, body: { limit: 100 } });
+    // Other tests' `_any` jobs are due to a new agent: take them first.
+    while ((await json<{ jobs: unknown[] }>(await claim())).jobs.length > 0);
+    const before = await claim();
+    expectOneCall(before, 200);
+    await env.DB.prepare(
+      `INSERT INTO jobs (id, operation, target_hostname, status, created_at, updated_at, created_revision, revision, root_job_id, attempt, not_before)
+       WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000),
+       seeded AS MATERIALIZED (SELECT lower(hex(randomblob(16))) AS id FROM n)
+       SELECT id, '{"type":"budget.waiting"}', '_any', 'unprocessed',
+              strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 0, 0, id, 2,
+              strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+1 hour')
+       FROM seeded`,
+    ).run();
+    // As the writes that made them would have left it: the store's mark past their seqs.
+    await env.DB.prepare(
+      "UPDATE store_revision SET seq_mark = (SELECT MAX(seq) FROM jobs) WHERE id = 1",
+    ).run();
+    // The first claim after that many new jobs moves the agent's cursor past them (a write).
+    expectOneCall(await claim(), 200);
+    const waiting = await claim();
+    expectOneCall(waiting, 200);
+    expect(await json(waiting)).toEqual({ jobs: [] });
+    const heavy = waiting.counter.calls.flatMap((c) =>
+      c.sql
+        .map((q, i) => `${c.reads[i]}: ${q.replace(/\s+/g, " ").slice(0, 1500)}`)
+        .filter((line) => Number(line.split(":")[0]) > 100),
+    );
+    expect(waiting.counter.rowsRead, heavy.join("\n")).toBeLessThanOrEqual(
+      before.counter.rowsRead + 10,
+    );
+  });
+});

@@ -1,5 +1,12 @@
 /** One D1 round trip: a statement's first/all/run/raw, a batch, or an exec. */
-export type D1Call = { kind: string; sql: string[]; rowsRead: number; rowsWritten: number };
+export type D1Call = {
+  kind: string;
+  sql: string[];
+  rowsRead: number;
+  rowsWritten: number;
+  /** Rows read by each statement, in the order of `sql`. */
+  reads: number[];
+};
 
 export type D1Counter = {
   calls: D1Call[];
@@ -36,6 +43,7 @@ function record(counter: D1Counter, kind: string, sql: string[], metas: Meta[]) 
     sql,
     rowsRead: metas.reduce((sum, meta) => sum + (meta.rows_read ?? 0), 0),
     rowsWritten: metas.reduce((sum, meta) => sum + (meta.rows_written ?? 0), 0),
+    reads: metas.map((meta) => meta.rows_read ?? 0),
   });
 }
 

@@ -292,13 +292,27 @@ const OWN_DUE = `SELECT job_id, job_seq AS seq FROM job_agents INDEXED BY job_ag
       AND (cancel_requested = 1 OR not_before > ?2))
   ORDER BY job_seq LIMIT ?4`;
 
+/**
+ * Open `_any` jobs through their two indexes: those without a time in seq order, and those with
+ * one (not_before) by that time, read only up to now, so jobs still waiting cost a claim nothing.
+ * `where` is the rest of the condition (on `j`); ?2 is now.
+ */
+function openAnyJobs(columns: string, where: string, limit: string): string {
+  const open = "j.target_hostname = '_any' AND j.status IN ('unprocessed', 'processing')";
+  return `SELECT * FROM (SELECT ${columns} FROM jobs j INDEXED BY jobs_any_open
+      WHERE ${open} AND j.not_before IS NULL AND ${where} ORDER BY j.seq ${limit})
+    UNION ALL SELECT * FROM (SELECT ${columns} FROM jobs j INDEXED BY jobs_any_timed
+      WHERE ${open} AND j.not_before IS NOT NULL AND j.not_before <= ?2 AND ${where}
+      ORDER BY j.not_before ${limit})`;
+}
+
 /** `_any` jobs that nobody holds, nobody finished, and this agent has not lost before. */
-const ANY_DUE = `SELECT id AS job_id, seq FROM jobs j INDEXED BY jobs_any_open
-  WHERE target_hostname = '_any' AND status IN ('unprocessed', 'processing')
-    AND cancel_requested = 0 AND (not_before IS NULL OR not_before <= ?2)
-    AND NOT EXISTS (SELECT 1 FROM job_agents h WHERE h.job_id = j.id
-      AND (h.hostname = ?1 OR (h.state IN ${OPEN} AND (h.lease_expires_at > ?2 OR h.delivery >= ?5))))
-  ORDER BY seq LIMIT ?4`;
+const ANY_DUE = `SELECT job_id, seq FROM (${openAnyJobs(
+  "j.id AS job_id, j.seq",
+  `j.cancel_requested = 0 AND NOT EXISTS (SELECT 1 FROM job_agents h WHERE h.job_id = j.id
+      AND (h.hostname = ?1 OR (h.state IN ${OPEN} AND (h.lease_expires_at > ?2 OR h.delivery >= ?5))))`,
+  "LIMIT ?4",
+)}) ORDER BY seq LIMIT ?4`;
 
 /** Jobs created since the agent's cursor that are meant for it: its hostname, `_all`, its labels. */
 const NEW_FOR_AGENT = `FROM agents a JOIN jobs j ON j.seq > a.cursor_seq
@@ -790,11 +804,12 @@ export async function readFeed(db: Db, from: FeedPosition | undefined, now: Date
       .bind(from.at, at),
     db
       .prepare(
-        `SELECT COUNT(*) AS n FROM jobs j INDEXED BY jobs_any_open
-         WHERE target_hostname = '_any' AND status IN ('unprocessed', 'processing') AND seq <= ?1
-           AND cancel_requested = 0 AND (not_before IS NULL OR not_before <= ?2)
-           AND NOT EXISTS (SELECT 1 FROM job_agents h WHERE h.job_id = j.id AND h.state IN ${OPEN}
-             AND h.lease_expires_at > ?2)`,
+        `SELECT COUNT(*) AS n FROM (${openAnyJobs(
+          "j.id",
+          `j.seq <= ?1 AND j.cancel_requested = 0 AND NOT EXISTS (SELECT 1 FROM job_agents h
+             WHERE h.job_id = j.id AND h.state IN ${OPEN} AND h.lease_expires_at > ?2)`,
+          "",
+        )})`,
       )
       .bind(from.seq, at),
     db
