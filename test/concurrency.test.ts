@@ -61,7 +61,7 @@ function race<T>(thunks: (() => Promise<T>)[]): Promise<T[]> {
 
 describe("the consistency check", () => {
   it("finds the violations of retry policies and cancellation it is planted with", async () => {
-    const [p, c1, c2, x] = Array.from({ length: 4 }, () => crypto.randomUUID());
+    const [p, c1, c2, x, d] = Array.from({ length: 5 }, () => crypto.randomUUID());
     const policy = JSON.stringify({ max_attempts: 2, retry_on: ["failed"] });
     const insert = (fields: string, values: string) =>
       env.DB.prepare(
@@ -93,6 +93,11 @@ describe("the consistency check", () => {
       env.DB.prepare(
         "INSERT INTO job_agents (job_id, job_seq, hostname, state) SELECT id, seq, 'planted', 'pending' FROM jobs WHERE id = ?1",
       ).bind(x),
+      // A job waiting for its time whose pending row does not carry that time.
+      insert(", not_before", ", '2999-01-01T00:00:00.000Z'").bind(d, d, 1),
+      env.DB.prepare(
+        "INSERT INTO job_agents (job_id, job_seq, hostname, state) SELECT id, seq, 'planted', 'pending' FROM jobs WHERE id = ?1",
+      ).bind(d),
     ]);
     try {
       const found = new Set((await violations()).map((v) => v.check));
@@ -102,12 +107,13 @@ describe("the consistency check", () => {
         "exhausted_without_reason",
         "cancelled_job_still_open",
         "cancelled_without_request",
+        "agent_row_time_wrong",
       ])
         expect(found).toContain(check);
     } finally {
       await env.DB.batch([
-        env.DB.prepare("DELETE FROM job_agents WHERE job_id = ?1").bind(x),
-        env.DB.prepare("DELETE FROM jobs WHERE id IN (?1, ?2, ?3, ?4)").bind(c1, c2, x, p),
+        env.DB.prepare("DELETE FROM job_agents WHERE job_id IN (?1, ?2)").bind(x, d),
+        env.DB.prepare("DELETE FROM jobs WHERE id IN (?1, ?2, ?3, ?4, ?5)").bind(c1, c2, x, p, d),
       ]);
     }
     expect(await violations()).toEqual([]);

@@ -56,6 +56,10 @@ export const CHECKS: Record<string, string> = {
     WHERE retries_exhausted = 1 AND (retry_policy IS NULL
       OR attempt < json_extract(retry_policy, '$.max_attempts')
       OR status NOT IN (SELECT value FROM json_each(retry_policy, '$.retry_on')))`,
+  agent_row_time_wrong: `SELECT a.job_id AS subject, a.hostname || ' ' || a.due_at AS ref
+    FROM job_agents a JOIN jobs j ON j.id = a.job_id
+    WHERE (a.state = 'pending' AND a.due_at <> COALESCE(j.not_before, ''))
+      OR (a.state <> 'pending' AND a.due_at <> '')`,
   cancelled_job_still_open: `SELECT j.id AS subject, a.hostname || ' ' || a.state AS ref
     FROM jobs j JOIN job_agents a ON a.job_id = j.id
     WHERE j.cancel_requested = 1 AND a.state = 'pending'

@@ -126,3 +126,14 @@ export async function countersMatchJobs(): Promise<{
     Object.fromEntries(rows.filter((r) => r.n > 0).map((r) => [r.status, r.n]));
   return { counters: toMap(counters.results), actual: toMap(actual.results) };
 }
+
+/** Time passes for the job: its not_before, and the time its agents' pending rows carry, are past. */
+export async function makeDue(id: string) {
+  const past = "2000-01-01T00:00:00.000Z";
+  await env.DB.batch([
+    env.DB.prepare("UPDATE jobs SET not_before = ?2 WHERE id = ?1").bind(id, past),
+    env.DB.prepare(
+      "UPDATE job_agents SET due_at = ?2 WHERE job_id = ?1 AND state = 'pending'",
+    ).bind(id, past),
+  ]);
+}

@@ -5,7 +5,7 @@ import worker from "../src/index";
 import { JobEventPageSchema, JobEventSchema } from "../src/schemas/job";
 import { claim, getJob, host, register, reportOk } from "./agents-helpers";
 import { countingD1, createCounter } from "./counting-d1";
-import { buildRequest, call, createKey, expectError, parse } from "./helpers";
+import { buildRequest, call, createKey, expectError, makeDue, parse } from "./helpers";
 
 type Message = { id?: string; event?: string; data?: string; comment?: string };
 
@@ -163,9 +163,7 @@ describe("GET /job/{id}/events as a stream", () => {
     }
     expect(names).toEqual(["1:acknowledged", "1:failed", "1:retried", "2:submitted"]);
     const second = (await getJob(id)).retried_as[0] as string;
-    await env.DB.prepare("UPDATE jobs SET not_before = '2000-01-01T00:00:00.000Z' WHERE id = ?1")
-      .bind(second)
-      .run();
+    await makeDue(second);
     await claim(agent);
     await reportOk(agent, second, { event: "completed" });
     expect((await stream.event())?.event).toBe("acknowledged");

@@ -20,7 +20,7 @@ import {
   storeRevision,
 } from "./agents-helpers";
 import { checkConsistency, onD1 } from "./consistency";
-import { call, expectError, parse } from "./helpers";
+import { call, expectError, makeDue, parse } from "./helpers";
 
 const FIXED: Partial<RetryPolicy> = {
   max_attempts: 3,
@@ -44,12 +44,6 @@ async function jobForNewAgent(extra: Record<string, unknown> = {}, type = "retry
 }
 
 /** As if the job's time had come. */
-async function makeDue(id: string) {
-  await env.DB.prepare("UPDATE jobs SET not_before = '2000-01-01T00:00:00.000Z' WHERE id = ?1")
-    .bind(id)
-    .run();
-}
-
 async function claimOne(agent: string) {
   const jobs = await claim(agent);
   expect(jobs).toHaveLength(1);

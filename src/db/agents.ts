@@ -47,7 +47,7 @@ const FINAL = "('completed', 'failed', 'skipped')";
  * repeats so SQLite may use it; the agent's pending rows are stepped over.
  */
 export const HELD_JOB_SEQS = `SELECT job_seq FROM job_agents INDEXED BY job_agents_open
-  WHERE hostname = ? AND state IN ('pending', ${OPEN_STATES}) AND state IN ${OPEN}`;
+  WHERE hostname = ? AND due_at = '' AND state IN ('pending', ${OPEN_STATES}) AND state IN ${OPEN}`;
 
 /** The agent as shown: its owner is the newest key of the owning lineage. */
 const AGENT_COLUMNS = `a.hostname, a.labels, a.registered_at, a.last_seen,
@@ -188,8 +188,8 @@ export async function deleteAgent(
     write.begin,
     db
       .prepare(
-        `INSERT OR IGNORE INTO job_agents (job_id, job_seq, hostname, state)
-         SELECT j.id, j.seq, ?1, 'pending' ${NEW_FOR_AGENT} AND ${write.applies}`,
+        `INSERT OR IGNORE INTO job_agents (job_id, job_seq, hostname, state, due_at)
+         SELECT j.id, j.seq, ?1, 'pending', COALESCE(j.not_before, '') ${NEW_FOR_AGENT} AND ${write.applies}`,
       )
       .bind(agent.hostname),
     db
@@ -284,13 +284,24 @@ export function cancelledEventsSql(now: string, where: string): string {
 
 // Claim parameters: ?1 hostname, ?2 now, ?3 lease expiry, ?4 limit, ?5 max deliveries.
 
-/** The agent's own due rows (pending, or its lease ran out with deliveries left), oldest first. */
-const OWN_DUE = `SELECT job_id, job_seq AS seq FROM job_agents INDEXED BY job_agents_open
-  WHERE hostname = ?1 AND state IN ('pending', 'acknowledged', 'started')
-    AND (state = 'pending' OR (lease_expires_at <= ?2 AND delivery < ?5))
-    AND NOT EXISTS (SELECT 1 FROM jobs WHERE id = job_agents.job_id
-      AND (cancel_requested = 1 OR not_before > ?2))
-  ORDER BY job_seq LIMIT ?4`;
+/** An agent's open rows, through the index by (hostname, due_at, job_seq). */
+const OPEN_ROWS = `FROM job_agents INDEXED BY job_agents_open
+  WHERE hostname = ?1 AND state IN ('pending', 'acknowledged', 'started')`;
+const ROW_NOT_CANCELLED = `NOT EXISTS (SELECT 1 FROM jobs WHERE id = job_agents.job_id AND cancel_requested = 1)`;
+
+/**
+ * The agent's own due rows, oldest first: pending, or its lease ran out with deliveries left
+ * (`due_at` ''), in seq order; and pending rows whose job's time came (`due_at` up to now), by
+ * that time. Rows whose time is still to come are never read.
+ */
+const OWN_DUE = `SELECT job_id, seq FROM (
+    SELECT * FROM (SELECT job_id, job_seq AS seq ${OPEN_ROWS} AND due_at = ''
+      AND (state = 'pending' OR (lease_expires_at <= ?2 AND delivery < ?5)) AND ${ROW_NOT_CANCELLED}
+      ORDER BY job_seq LIMIT ?4)
+    UNION ALL SELECT * FROM (SELECT job_id, job_seq AS seq ${OPEN_ROWS} AND due_at > '' AND due_at <= ?2
+      AND state = 'pending' AND ${ROW_NOT_CANCELLED}
+      ORDER BY due_at LIMIT ?4))
+  ORDER BY seq LIMIT ?4`;
 
 /**
  * Open `_any` jobs through their two indexes: those without a time in seq order, and those with
@@ -407,8 +418,8 @@ export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimOutco
     write.begin,
     db
       .prepare(
-        `INSERT OR IGNORE INTO job_agents (job_id, job_seq, hostname, state)
-         SELECT j.id, j.seq, ?1, 'pending' ${NEW_FOR_AGENT} AND ${applies}`,
+        `INSERT OR IGNORE INTO job_agents (job_id, job_seq, hostname, state, due_at)
+         SELECT j.id, j.seq, ?1, 'pending', COALESCE(j.not_before, '') ${NEW_FOR_AGENT} AND ${applies}`,
       )
       .bind(h),
     db
@@ -456,7 +467,7 @@ export async function claimJobs(db: Db, claim: ClaimRequest): Promise<ClaimOutco
     db
       .prepare(
         `UPDATE job_agents SET state = CASE state WHEN 'pending' THEN 'acknowledged' ELSE state END,
-           delivery = delivery + 1, lease_expires_at = ?3, revision = ${CURRENT_REVISION},
+           due_at = '', delivery = delivery + 1, lease_expires_at = ?3, revision = ${CURRENT_REVISION},
            lease_token_hash = (SELECT e.lease_token_hash FROM job_events e
              WHERE e.job_id = job_agents.job_id AND e.hostname = ?1 AND e.event = 'acknowledged'
                AND e.revision = ${CURRENT_REVISION})
