@@ -8,14 +8,14 @@ type Props = { notice: string; onSignedIn: () => void };
  * every render, not copied into state once: the notice may arrive after the form first renders.
  */
 export function SignIn({ notice, onSignedIn }: Props) {
-  const [failed, setError] = useState("");
+  const [failed, setFailed] = useState("");
   const error = failed || notice;
   const [busy, setBusy] = useState(false);
   const submit = async (event: Event) => {
     event.preventDefault();
     const form = event.target as HTMLFormElement;
     const key = String(new FormData(form).get("key") ?? "").trim();
-    if (!key) return setError("Enter an API key.");
+    if (!key) return setFailed("Enter an API key.");
     setBusy(true);
     session.signIn(key);
     try {
@@ -23,7 +23,7 @@ export function SignIn({ notice, onSignedIn }: Props) {
       onSignedIn();
     } catch (failure) {
       session.signOut();
-      setError(message(failure));
+      setFailed(message(failure));
     } finally {
       setBusy(false);
     }

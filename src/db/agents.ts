@@ -42,18 +42,20 @@ const OPEN = `(${OPEN_STATES})`;
 const FINAL = "('completed', 'failed', 'skipped')";
 
 /**
- * The seqs of the jobs an agent (?) holds: its open rows (a lease that ran out still counts until
- * the job is handed out again or swept), through their partial index, whose condition the query
- * repeats so SQLite may use it; the agent's pending rows are stepped over.
+ * The seqs of the jobs an agent (`hostname`, an SQL expression) holds: its open rows (a lease
+ * that ran out still counts until the job is handed out again or swept), through their partial
+ * index, whose condition the query repeats so SQLite may use it; pending rows due now are stepped
+ * over, those waiting for their time are not read.
  */
-export const HELD_JOB_SEQS = `SELECT job_seq FROM job_agents INDEXED BY job_agents_open
-  WHERE hostname = ? AND due_at = '' AND state IN ('pending', ${OPEN_STATES}) AND state IN ${OPEN}`;
+export const heldJobSeqs = (hostname: string) => `SELECT job_seq FROM job_agents
+  INDEXED BY job_agents_open WHERE hostname = ${hostname} AND due_at = ''
+    AND state IN ('pending', ${OPEN_STATES}) AND state IN ${OPEN}`;
 
 /** The agent as shown: its owner is the newest key of the owning lineage. */
 const AGENT_COLUMNS = `a.hostname, a.labels, a.registered_at, a.last_seen,
   (SELECT k.prefix FROM api_keys k WHERE k.lineage_id = a.owner_lineage_id AND k.replaced_by IS NULL
    LIMIT 1) AS owner_key_prefix,
-  (SELECT COUNT(*) FROM (${HELD_JOB_SEQS.replace("?", "a.hostname")})) AS held_jobs`;
+  (SELECT COUNT(*) FROM (${heldJobSeqs("a.hostname")})) AS held_jobs`;
 
 const MAX_DEADLINE_SWEEP = 100;
 /**

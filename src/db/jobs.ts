@@ -9,7 +9,7 @@ import {
   type RetryPolicy,
 } from "../schemas/job";
 import { pageOf } from "../schemas/paging";
-import { cancelledEventsSql, HELD_JOB_SEQS, OPEN_STATES, refreshJobs, targetFound } from "./agents";
+import { cancelledEventsSql, heldJobSeqs, OPEN_STATES, refreshJobs, targetFound } from "./agents";
 import {
   findStoredResponse,
   type IdempotencyUse,
@@ -820,7 +820,7 @@ export async function listJobs(
   if (query.retries_exhausted === false) where.push(`NOT (${EXHAUSTED})`);
   if (query.held_by !== undefined) {
     // The few jobs an agent holds are found by rowid from its own rows, whatever else filters.
-    bind(`seq IN (${HELD_JOB_SEQS})`, query.held_by);
+    bind(`seq IN (${heldJobSeqs("?")})`, query.held_by);
     index = "NOT INDEXED";
   }
   const clause = where.length > 0 ? `WHERE ${where.join(" AND ")}` : "";
