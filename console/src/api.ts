@@ -27,11 +27,22 @@ export const session = {
   signOut: () => sessionStorage.removeItem(KEY),
 };
 
-/** Forgets the key and returns to the sign-in form, which shows `reason`. */
+let signedOutBecause = "";
+
+/**
+ * Forgets the key and returns to the sign-in form, which shows `reason`. The first reason stands:
+ * calls still on their way when the key is forgotten are refused for want of a key, which says
+ * nothing about why the console signed out.
+ */
 export function signOut(reason: string) {
+  if (session.key() === null) return;
   session.signOut();
+  signedOutBecause = reason;
   window.dispatchEvent(new CustomEvent("signed-out", { detail: reason }));
 }
+
+/** Why the console last signed out: for a listener that came after the event. */
+export const signOutReason = () => signedOutBecause;
 
 /** An API error in plain words: the body's `error` and `details`, and when to retry after a 429. */
 export class ApiError extends Error {

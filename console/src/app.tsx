@@ -1,6 +1,6 @@
 import { useEffect, useState } from "hono/jsx/dom";
 import { AgentsPage } from "./agents-page";
-import { session } from "./api";
+import { session, signOutReason } from "./api";
 import { JobPage } from "./job-page";
 import { JobsPage } from "./jobs-page";
 import { KeyBadge } from "./key-badge";
@@ -37,12 +37,15 @@ export function App() {
   const route = useRoute();
   const own = useOwnKeyQuery(signedIn);
   useEffect(() => {
-    const signedOut = (event: Event) => {
-      setNotice((event as CustomEvent<string>).detail);
+    const signedOut = (reason: string) => {
+      setNotice(reason);
       setSignedIn(false);
     };
-    window.addEventListener("signed-out", signedOut);
-    return () => window.removeEventListener("signed-out", signedOut);
+    const listener = (event: Event) => signedOut((event as CustomEvent<string>).detail);
+    window.addEventListener("signed-out", listener);
+    // A 401 answered before this effect ran (pages ask the API from their own, earlier effects).
+    if (signedIn && session.key() === null) signedOut(signOutReason());
+    return () => window.removeEventListener("signed-out", listener);
   }, []);
 
   if (!signedIn) {
